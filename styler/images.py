@@ -54,7 +54,7 @@ def load(src: str | Path | bytes | BinaryIO, name: str | None = None, max_pixels
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image (or a format Pillow cannot read)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name}: too many pixels (decompression bomb guard)") from None
+        raise ImageError(f"{name}: too many pixels, over the limit of {max_pixels / 1e6:.1f} megapixels") from None
     except OSError as e:
         raise ImageError(f"{name}: unreadable or truncated image ({e})") from None
     except (ValueError, SyntaxError, TypeError) as e:
@@ -130,3 +130,22 @@ def save(im: Image.Image, path: str | Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
+
+
+def sheet(rows: list[list[Image.Image]], labels: list[str] | None = None, height: int = 256) -> Image.Image:
+    """A contact sheet: each row of images scaled to ``height``, with optional column labels on top."""
+    from PIL import ImageDraw
+
+    scaled = [[im.resize((max(1, round(im.width * height / im.height)), height), Image.Resampling.LANCZOS) for im in row] for row in rows]
+    pad, label_h = 4, 18 if labels else 0
+    width = max(sum(im.width + pad for im in row) + pad for row in scaled)
+    out = Image.new("RGB", (width, len(scaled) * (height + pad) + pad + label_h), "white")
+    draw = ImageDraw.Draw(out)
+    for r, row in enumerate(scaled):
+        x, y = pad, label_h + pad + r * (height + pad)
+        for c, im in enumerate(row):
+            out.paste(im, (x, y))
+            if labels and r == 0 and c < len(labels):
+                draw.text((x, 3), labels[c], fill="black")
+            x += im.width + pad
+    return out

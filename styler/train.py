@@ -50,9 +50,9 @@ class TrainConfig:
     init: str | None = None
 
     def public(self) -> dict:
-        """What goes into the exported model's config (no machine-specific paths)."""
+        """The training set-up stored in the exported model (no machine paths; the loss is stored beside it)."""
         d = asdict(self)
-        for k in ("content_dir", "style_dir", "out", "holdout", "init", "device", "workers", "log_every", "ckpt_every"):
+        for k in ("content_dir", "style_dir", "out", "holdout", "init", "device", "workers", "log_every", "ckpt_every", "loss"):
             d.pop(k)
         return d
 

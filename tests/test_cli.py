@@ -1,0 +1,189 @@
+"""The ``styler`` command line end to end, on small generated images."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from styler.cli import build_parser, main
+from styler.model import DEFAULT_WEIGHTS, StyleNet
+
+
+def _pattern(w: int, h: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([np.sin(xx / (3 + seed)), np.cos(yy / 4), np.sin((xx + yy) / 5)], -1)
+    a = (base * 100 + 128 + rng.normal(0, 20, (h, w, 3))).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(a, "RGB")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("cli")
+    paths = {"content": d / "photo.jpg", "style": d / "painting.png", "style2": d / "texture.jpg"}
+    _pattern(56, 40, 1).save(paths["content"])
+    _pattern(40, 40, 2).save(paths["style"])
+    _pattern(44, 36, 3).save(paths["style2"])
+    paths["text"] = d / "notes.jpg"
+    paths["text"].write_text("this is not an image\n")
+    full = (d / "full.jpg")
+    _pattern(200, 160, 4).save(full, quality=95)
+    paths["truncated"] = d / "truncated.jpg"
+    paths["truncated"].write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    paths["huge"] = d / "huge.png"
+    Image.new("1", (20000, 20000)).save(paths["huge"])
+    paths["model"] = d / "tiny.safetensors"
+    StyleNet().save(paths["model"])
+    return paths
+
+
+def run(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fast_uses_shipped_weights_by_default(files, tmp_path, capsys):
+    assert DEFAULT_WEIGHTS.exists(), "the shipped model must be in weights/"
+    out = tmp_path / "out.jpg"
+    code, stdout, _ = run(["fast", files["content"], files["style"], "-o", out, "--size", 32], capsys)
+    assert code == 0
+    im = Image.open(out)
+    assert min(im.size) == 32 and im.size[0] > im.size[1]  # landscape content stays landscape
+    assert "fast path" in stdout
+
+
+def test_fast_options_change_the_output(files, tmp_path, capsys):
+    outs = {}
+    for name, extra in {
+        "plain": [],
+        "alpha0": ["--alpha", "0"],
+        "mix": ["--style-weights", "0.3,0.7"],
+        "color": ["--preserve-color"],
+    }.items():
+        out = tmp_path / f"{name}.png"
+        styles = [files["style"], files["style2"]] if name == "mix" else [files["style"]]
+        assert run(["fast", files["content"], *styles, "-o", out, "--size", 32], capsys)[0] == 0
+        outs[name] = np.asarray(Image.open(out), dtype=np.int16)
+    for name in ("alpha0", "mix", "color"):
+        assert np.abs(outs[name] - outs["plain"]).mean() > 0.5, name
+
+
+def test_slow_lowers_the_loss_and_reports_it(files, tmp_path, capsys):
+    out = tmp_path / "slow.png"
+    code, stdout, err = run(["slow", files["content"], files["style"], "-o", out, "--size", 32, "--iters", 4], capsys)
+    assert code == 0 and out.exists()
+    before, after = map(float, re.search(r"L ([\d.]+) → ([\d.]+)", stdout).groups())
+    assert after < before
+    assert "lbfgs from content" in err  # the progress bar
+
+
+def test_refine_and_slow_init_fast_start_from_the_network(files, tmp_path, capsys):
+    for cmd in (["refine"], ["slow", "--init", "fast"]):
+        out = tmp_path / "refined.png"
+        code, stdout, _ = run([*cmd, files["content"], files["style"], "-o", out, "--size", 32, "--iters", 2, "--weights", files["model"]], capsys)
+        assert code == 0 and out.exists()
+        assert "2 iterations" in stdout
+
+
+def test_compare_prints_both_rows_and_writes_the_sheet(files, tmp_path, capsys):
+    sheet = tmp_path / "sheet.png"
+    code, stdout, _ = run(["compare", files["content"], files["style"], "-o", sheet, "--size", 32, "--iters", 3, "--sheet-height", 40], capsys)
+    assert code == 0
+    assert re.search(r"^fast \(f_θ\)\s+[\d.]+s", stdout, re.M)
+    assert re.search(r"^slow \(3 it\)\s+[\d.]+s", stdout, re.M)
+    assert Image.open(sheet).size[0] > 4 * 40  # four tiles side by side
+
+
+def test_train_command_exports_a_loadable_model(files, tmp_path, capsys):
+    for kind, names in {"content": ["a.jpg", "b.jpg"], "style": ["s.png"]}.items():
+        (tmp_path / kind).mkdir()
+        for i, n in enumerate(names):
+            _pattern(48, 40, i + 10).save(tmp_path / kind / n)
+    run_dir = tmp_path / "run"
+    args = ["train", tmp_path / "content", tmp_path / "style", "--out", run_dir, "--steps", 2, "--batch", 2, "--size", 32,
+            "--workers", 0, "--device", "cpu", "--holdout", ""]  # fmt: skip
+    code, stdout, _ = run(args, capsys)
+    assert code == 0, stdout
+    model = StyleNet.load(run_dir / "model.safetensors")
+    assert model.config["trained"]["steps"] == 2
+    assert (run_dir / "loss.png").exists() and (run_dir / "log.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("missing", "no such file"),
+        ("text", "not an image"),
+        ("truncated", "truncated"),
+        ("huge", "megapixels"),
+    ],
+)
+def test_bad_content_image_is_one_clear_line_and_exit_2(files, tmp_path, capsys, case, fragment):
+    src = files.get(case, tmp_path / "nope.jpg")
+    code, stdout, err = run(["fast", src, files["style"], "-o", tmp_path / "o.png", "--weights", files["model"]], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(src) in lines[0] and fragment in lines[0]
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--style-weights", "1,2"], "2 style weights for 1 style"),
+        (["--alpha", "1.5"], "alpha must be in [0, 1]"),
+        (["-o", "out.gif"], "unsupported output type"),
+        (["--weights", "missing.safetensors"], "model file not found"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(files, tmp_path, capsys, extra, fragment):
+    args = ["fast", files["content"], files["style"], "-o", tmp_path / "o.png", "--size", 32, *extra]
+    code, _, err = run(args, capsys)
+    assert code == 2 and fragment in err and "Traceback" not in err
+
+
+def test_argument_errors_exit_2(files, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["fast", str(files["content"])])  # no style, no -o
+    assert e.value.code == 2
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "L", "LA", "CMYK", "I;16"])
+def test_unusual_image_modes_are_accepted(files, tmp_path, capsys, mode):
+    src = tmp_path / ("in.tif" if mode in ("CMYK",) else "in.png")
+    im = _pattern(40, 32, 5)
+    if mode == "I;16":
+        im = Image.fromarray(np.asarray(im.convert("L"), dtype="<u2") * 257)
+    else:
+        im = im.convert(mode)
+    im.save(src)
+    code, _, err = run(["fast", src, files["style"], "-o", tmp_path / "o.png", "--size", 32, "--weights", files["model"]], capsys)
+    assert code == 0, err
+    assert Image.open(tmp_path / "o.png").mode == "RGB"
+
+
+def test_every_command_explains_itself():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
+    assert set(commands) >= {"fast", "slow", "refine", "compare", "train", "eval", "bench", "serve"}
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert sub.description, name
+        assert "--help" in text
+
+
+def test_console_entry_point_runs(files, tmp_path):
+    out = tmp_path / "o.webp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "styler.cli", "fast", files["content"], files["style"], "-o", out, "--size", "32", "--weights", files["model"]],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(out).format == "WEBP"
