@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -135,6 +137,8 @@ def train(cfg: TrainConfig) -> Path:
     t0 = time.perf_counter() - elapsed
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     model.decoder.train()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`docker stop` save a checkpoint like Ctrl-C
     try:
         for content, style in loader:
             content = content.to(device, non_blocking=True)
@@ -173,6 +177,10 @@ def train(cfg: TrainConfig) -> Path:
         bar.close()
         log_file.close()
     return _export(model, out, step, time.perf_counter() - t0, cfg)
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _checkpoint(model: StyleNet, opt, sched, step: int, elapsed: float, path: Path) -> None:
