@@ -1,0 +1,151 @@
+"""Shared fixtures of the service tests (test_api, test_browser, test_load); every name starts with ``api_``.
+
+Everything runs on tiny images and an untrained (but valid) model written to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from styler.api import Settings, create_app
+from styler.model import StyleNet
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _pattern(w: int, h: int, seed: int) -> Image.Image:
+    """A colourful, textured test picture (flat colours give degenerate style statistics)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([np.sin(xx / (3 + seed)), np.cos(yy / 4), np.sin((xx + yy) / 5)], -1)
+    return Image.fromarray((base * 100 + 128 + rng.normal(0, 20, (h, w, 3))).clip(0, 255).astype(np.uint8), "RGB")
+
+
+def _encode(im: Image.Image, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def api_images() -> dict[str, bytes]:
+    """Encoded inputs: good ones, and one of each kind of bad one."""
+    photo = _encode(_pattern(160, 120, 4), "JPEG", quality=95)
+    return {
+        "content": _encode(_pattern(64, 48, 1), "PNG"),
+        "style": _encode(_pattern(48, 48, 2), "JPEG", quality=90),
+        "style2": _encode(_pattern(40, 44, 3), "WEBP"),
+        "text": b"this is not an image\n" * 4,
+        "truncated": photo[: len(photo) // 2],
+        "huge": _encode(Image.new("1", (20000, 20000)), "PNG"),  # 400 megapixels, a few kB on disk
+        "tiny": _encode(_pattern(8, 8, 5), "PNG"),
+    }
+
+
+@pytest.fixture(scope="session")
+def api_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("api-model") / "tiny.safetensors"
+    StyleNet().save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def api_model(api_model_path: Path) -> StyleNet:
+    """Loaded once and shared by the in-process apps (loading the VGG takes a second)."""
+    return StyleNet.load(api_model_path)
+
+
+@pytest.fixture(scope="module")
+def api_one_thread() -> Iterator[None]:
+    """One torch thread while a module runs: much faster than two when other work busies the CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def api_wait() -> Callable[..., None]:
+    """``api_wait(predicate, timeout=60, what=...)``: poll until true, or fail saying what did not happen."""
+    return _wait
+
+
+@pytest.fixture
+def api_client(api_model: StyleNet, tmp_path: Path) -> Callable[..., AbstractContextManager[TestClient]]:
+    """``with api_client(max_waiting=1) as client:`` an app on a fresh data folder, model ready."""
+
+    @contextmanager
+    def make(weights: str | Path | StyleNet = api_model, data_dir: Path = tmp_path / "data", **settings) -> Iterator[TestClient]:
+        app = create_app(weights, Settings(data_dir=data_dir, **settings))
+        with TestClient(app, raise_server_exceptions=False) as client:
+            service = app.state.service
+            _wait(lambda: service.model is not None or service.model_error is not None, what="the model")
+            yield client
+
+    return make
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def api_server(api_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., AbstractContextManager[str]]:
+    """``with api_server(STYLER_MAX_ITERS="8") as url:`` a real ``styler.api.serve`` in a subprocess, ready."""
+
+    @contextmanager
+    def start(**env: str) -> Iterator[str]:
+        port = _free_port()
+        data = tmp_path_factory.mktemp("server")
+        env = {**os.environ, "STYLER_WEIGHTS": str(api_model_path), "STYLER_DATA_DIR": str(data), "STYLER_THREADS": "1", **env}
+        log = (data / "server.log").open("w")
+        code = f"from styler.api import serve; serve('127.0.0.1', {port}, 1)"
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {proc.returncode}:\n{(data / 'server.log').read_text()}")
+            try:
+                return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        try:
+            _wait(ready, 90, "the server to be ready")
+            assert url in (data / "server.log").read_text(), "serve() should print its URL"
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+
+    return start

@@ -1,0 +1,244 @@
+// styler's web page: pick two images, stylize with f_θ, then refine with a solver job followed over SSE.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { content: null, style: null, limits: {}, resultUrl: null, job: null, events: null };
+
+const mb = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MB`;
+
+function showMessage(text, kind = "error") {
+  const box = $("message");
+  box.textContent = text;
+  box.className = `message ${kind}`;
+  box.hidden = !text;
+}
+
+// The API answers every error as {"error": {"code", "message"}}; show its message.
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    return body.error.message;
+  } catch {
+    return `The server answered ${response.status} ${response.statusText}.`;
+  }
+}
+
+async function post(url, form) {
+  try {
+    return await fetch(url, { method: "POST", body: form });
+  } catch (e) {
+    showMessage(`Could not reach the server (${e.message}).`);
+    return null;
+  }
+}
+
+// ---- choosing images ----
+
+function setupDrop(role) {
+  const drop = $(`${role}-drop`);
+  const input = $(`${role}-input`);
+  drop.addEventListener("click", () => input.click());
+  drop.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      input.click();
+    }
+  });
+  input.addEventListener("change", () => input.files[0] && pick(role, input.files[0]));
+  for (const type of ["dragenter", "dragover"]) {
+    drop.addEventListener(type, (e) => {
+      e.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    drop.addEventListener(type, (e) => {
+      e.preventDefault();
+      drop.classList.remove("over");
+    });
+  }
+  drop.addEventListener("drop", (e) => e.dataTransfer.files[0] && pick(role, e.dataTransfer.files[0]));
+}
+
+function pick(role, file) {
+  showMessage("");
+  const limit = state.limits.max_upload_bytes;
+  if (limit && file.size > limit) {
+    showMessage(`${file.name} is ${mb(file.size)}, over the upload limit of ${mb(limit)}.`);
+    return;
+  }
+  state[role] = file;
+  const img = $(`${role}-preview`);
+  if (img.src) URL.revokeObjectURL(img.src);
+  img.onerror = () => (img.hidden = true); // not something the browser can show; the server will say why
+  img.src = URL.createObjectURL(file);
+  img.hidden = false;
+  $(`${role}-name`).textContent = `${file.name} · ${mb(file.size)}`;
+  $(`${role}-drop`).classList.add("filled");
+  updateButtons();
+}
+
+function updateButtons(busy = false) {
+  const ready = Boolean(state.content && state.style);
+  $("stylize-btn").disabled = busy || !ready;
+  $("refine-btn").disabled = busy || !ready || Boolean(state.job);
+}
+
+function imageForm() {
+  const form = new FormData();
+  form.append("content", state.content);
+  form.append("style", state.style);
+  if ($("size").value) form.append("size", $("size").value); // "": the content's own size (capped)
+  form.append("format", $("format").value);
+  return form;
+}
+
+// ---- the fast path ----
+
+async function stylize() {
+  const form = imageForm();
+  form.append("alpha", $("alpha").value);
+  form.append("preserve_color", $("preserve-color").checked);
+  updateButtons(true);
+  $("stylize-btn").textContent = "Stylizing…";
+  const t0 = performance.now();
+  const response = await post("/v1/stylize", form);
+  $("stylize-btn").textContent = "Stylize";
+  updateButtons();
+  if (!response) return;
+  if (!response.ok) {
+    showMessage(await errorText(response));
+    return;
+  }
+  showMessage("");
+  const blob = await response.blob();
+  if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
+  state.resultUrl = URL.createObjectURL(blob);
+  const roundTrip = Math.round(performance.now() - t0);
+  const [w, h] = (response.headers.get("X-Image-Size") || "?x?").split("x");
+  $("result-img").src = state.resultUrl;
+  $("result-info").textContent = `${w}×${h} · ${response.headers.get("X-Elapsed-Ms")} ms on the server (${roundTrip} ms in all)`;
+  const download = $("download-btn");
+  download.href = state.resultUrl;
+  download.download = `stylized.${$("format").value}`;
+  $("results").hidden = false;
+}
+
+// ---- the solver, as a job ----
+
+async function refine() {
+  const form = imageForm();
+  form.append("init", "fast");
+  form.append("iters", $("iters").value);
+  updateButtons(true);
+  const response = await post("/v1/jobs", form);
+  updateButtons();
+  if (!response) return;
+  if (!response.ok) {
+    showMessage(await errorText(response));
+    return;
+  }
+  showMessage("");
+  const job = await response.json();
+  state.job = job.id;
+  updateButtons();
+  $("refine-card").hidden = false;
+  $("refine-img").src = state.resultUrl || "";
+  $("refine-download").hidden = true;
+  $("cancel-btn").hidden = false;
+  $("cancel-btn").disabled = false;
+  showProgress(job);
+  const events = new EventSource(job.events_url);
+  state.events = events;
+  events.addEventListener("progress", (e) => {
+    const update = JSON.parse(e.data);
+    showProgress(update);
+    if (update.preview) $("refine-img").src = update.preview;
+  });
+  events.addEventListener("end", (e) => {
+    events.close();
+    finish(JSON.parse(e.data));
+  });
+  events.onerror = () => {
+    if (events.readyState === EventSource.CLOSED) finish({ status: "failed", error: "Lost the connection to the server." });
+  };
+}
+
+function showProgress(job) {
+  const bar = $("refine-progress");
+  bar.max = Math.max(job.total, 1);
+  bar.value = job.step;
+  const loss = job.terms && job.terms.total !== undefined ? ` · loss ${job.terms.total.toFixed(3)}` : "";
+  const time = job.elapsed_s ? ` · ${job.elapsed_s.toFixed(1)} s` : "";
+  $("refine-status").textContent = `${job.status} · step ${job.step} of ${job.total}${loss}${time}`;
+}
+
+function finish(job) {
+  state.job = null;
+  state.events = null;
+  $("cancel-btn").hidden = true;
+  updateButtons();
+  if (job.status === "done") {
+    showProgress(job);
+    $("refine-img").src = job.result_url;
+    const download = $("refine-download");
+    download.href = job.result_url;
+    download.download = `refined.${job.params.format}`;
+    download.hidden = false;
+  } else if (job.status === "cancelled") {
+    $("refine-status").textContent = `cancelled at step ${job.step} of ${job.total}`;
+  } else {
+    $("refine-status").textContent = "failed";
+    showMessage(job.error || "The job failed.");
+  }
+}
+
+async function cancel() {
+  if (!state.job) return;
+  $("cancel-btn").disabled = true;
+  $("refine-status").textContent = "cancelling…";
+  try {
+    await fetch(`/v1/jobs/${state.job}`, { method: "DELETE" }); // the "end" event reports the outcome
+  } catch (e) {
+    showMessage(`Could not reach the server (${e.message}).`);
+  }
+}
+
+// ---- start-up: limits, model readiness ----
+
+async function checkServer() {
+  const badge = $("status-badge");
+  try {
+    const info = await (await fetch("/v1/info")).json();
+    state.limits = info.limits;
+    const iters = $("iters");
+    iters.max = info.limits.max_iters;
+    iters.value = Math.min(Number(iters.value), info.limits.max_iters);
+    for (const option of $("size").options) option.disabled = Number(option.value) > info.limits.max_size;
+    const trained = info.model.trained ? `${info.model.trained.steps} training steps` : "untrained";
+    $("model-info").textContent = `Model: ${info.model.file || "preloaded"} (${trained}) on ${info.device}`;
+    if (info.ready) {
+      badge.textContent = "ready";
+      badge.className = "badge ok";
+      return;
+    }
+    badge.textContent = info.model.error ? "model unavailable" : "loading the model…";
+    badge.className = "badge wait";
+    if (info.model.error) {
+      showMessage(info.model.error);
+      return;
+    }
+  } catch {
+    badge.textContent = "server unreachable";
+    badge.className = "badge bad";
+  }
+  setTimeout(checkServer, 2000);
+}
+
+$("alpha").addEventListener("input", () => ($("alpha-value").textContent = Number($("alpha").value).toFixed(2)));
+$("stylize-btn").addEventListener("click", stylize);
+$("refine-btn").addEventListener("click", refine);
+$("cancel-btn").addEventListener("click", cancel);
+setupDrop("content");
+setupDrop("style");
+checkServer();
