@@ -230,12 +230,12 @@ class Limiter:
         task = asyncio.create_task(guarded())
         try:
             return await asyncio.wait_for(asyncio.shield(task), timeout)  # type: ignore[return-value]
-        except BaseException as e:  # timed out, or the client went away
-            abandoned = True
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # nobody will read its outcome
-            if isinstance(e, TimeoutError):
-                raise ApiError(503, "timeout", f"the request took longer than {timeout:g} s", RETRY_AFTER_S) from None
-            raise
+        except asyncio.TimeoutError:
+            raise ApiError(503, "timeout", f"the request took longer than {timeout:g} s", RETRY_AFTER_S) from None
+        finally:
+            if not task.done():  # timed out, or the client went away: let it end on its own
+                abandoned = True
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())  # nobody will read its outcome
 
 
 # ---- the service: model, job store and pool ----------------------------------------------------
@@ -568,4 +568,6 @@ def create_app(weights: str | Path | StyleNet | None = None, settings: Settings 
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Run the app under uvicorn; each of ``workers`` processes has its own model, limits and job threads."""
     print(f"styler: serving on http://{host}:{port}  (API docs at http://{host}:{port}/docs)", flush=True)
-    uvicorn.run("styler.api:create_app", factory=True, host=host, port=port, workers=workers)
+    # Worker processes import torch before they can answer uvicorn's health pings: give them time.
+    extra = {"timeout_worker_healthcheck": 60} if workers > 1 else {}
+    uvicorn.run("styler.api:create_app", factory=True, host=host, port=port, workers=workers, **extra)

@@ -4,7 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const state = { content: null, style: null, limits: {}, resultUrl: null, job: null, events: null };
 
-const mb = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MB`;
+const mb = (bytes) => (bytes < 2 ** 20 ? `${Math.ceil(bytes / 1024)} kB` : `${(bytes / 2 ** 20).toFixed(1)} MB`);
 
 function showMessage(text, kind = "error") {
   const box = $("message");
@@ -69,12 +69,17 @@ function pick(role, file) {
   }
   state[role] = file;
   const img = $(`${role}-preview`);
+  const drop = $(`${role}-drop`);
   if (img.src) URL.revokeObjectURL(img.src);
-  img.onerror = () => (img.hidden = true); // not something the browser can show; the server will say why
+  img.onerror = () => {
+    // Not something the browser can show (the server will say why, if it cannot read it either).
+    img.hidden = true;
+    drop.classList.remove("filled");
+  };
   img.src = URL.createObjectURL(file);
   img.hidden = false;
   $(`${role}-name`).textContent = `${file.name} · ${mb(file.size)}`;
-  $(`${role}-drop`).classList.add("filled");
+  drop.classList.add("filled");
   updateButtons();
 }
 
