@@ -273,7 +273,7 @@ class Service:
         self._loading = asyncio.create_task(asyncio.to_thread(self._load_model))
 
     def _load_model(self) -> None:
-        from .train import resolve_device
+        from .train import resolve_device  # here, not at the top: the trainer's imports are heavy
 
         try:
             if isinstance(self.weights, StyleNet):
@@ -485,7 +485,7 @@ async def create_job(
         raise ApiError(503, "busy", busy, RETRY_AFTER_S)
     inputs = await asyncio.to_thread(svc.decode, up)
     params = {"iters": iters, "optimizer": optimizer, "init": init, "style_weight": style_weight, "content_weight": content_weight,
-              "style_weights": up.style_weights, "size": list(inputs[0].shape[-2:][::-1]), "format": up.format}  # fmt: skip
+              "style_weights": up.style_weights, "size": up.size, "output_size": list(inputs[0].shape[-2:][::-1]), "format": up.format}  # fmt: skip
     try:
         job = svc.pool.submit(params, iters, inputs)
     except QueueFull:

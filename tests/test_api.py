@@ -257,7 +257,7 @@ def test_job_lifecycle(api_client, api_images, api_wait):
         assert r.headers["location"] == f"/v1/jobs/{job['id']}"
         assert job["status"] in ("queued", "running") and job["total"] == 3 and job["result_url"] is None
         assert job["params"] == {"iters": 3, "optimizer": "lbfgs", "init": "fast", "style_weight": 10.0, "content_weight": 1.0,
-                                 "style_weights": None, "size": [43, 32], "format": "jpeg"}  # fmt: skip
+                                 "style_weights": None, "size": 32, "output_size": [43, 32], "format": "jpeg"}  # fmt: skip
         api_wait(lambda: job_status(c, job["id"])["status"] == "done", what="the job")
         done = job_status(c, job["id"])
         assert done["step"] == done["total"] == 3 and done["error"] is None

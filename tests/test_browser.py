@@ -18,6 +18,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 LAPTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
+expect.set_options(timeout=60_000)  # a busy CPU can make the solver slow
 
 
 @pytest.fixture(scope="module")
