@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter
 from PIL import Image, ImageDraw, ImageOps
 from tqdm import tqdm
 
@@ -41,8 +42,8 @@ from .solver import Progress, solve
 from .vgg import LAYERS, VGG19
 
 DEFAULT_SPLIT = Path(__file__).resolve().parent.parent / "eval" / "split.json"
-# Sized for a busy 2-core CPU (~2–5 s per L-BFGS iteration at 128 px there): a few minutes.
-QUICK = {"size": 128, "pairs": 3, "iters": (0, 10, 25, 50), "refine": (5, 10)}
+# Sized for a busy 2-core CPU, where one L-BFGS iteration at 128 px takes 2–5 s: 3 × 35 iterations.
+QUICK = {"size": 128, "pairs": 3, "iters": (0, 5, 10, 25), "refine": (5, 10)}
 COMPARE_REFINE, COMPARE_SOLVER = 10, 200
 TERMS = ("total", "content", "style_moments", "style_gram", "tv")
 THUMB = 192
@@ -257,6 +258,7 @@ def to_markdown(report: dict) -> str:
     lines = [
         f"# styler evaluation: {n} pairs, {cfg['size']} px, {cfg['device']}{' (quick)' * cfg['quick']}",
         "",
+        f"Model: {cfg['weights'] or 'shipped weights'} ({report['model'].get('trained', {}).get('steps', '?')} training steps).",
         f"L = {obj['content_weight']:g}·content({obj['content_layer']}) + {obj['style_weight']:g}·style[{obj['style_kind']}]({', '.join(obj['style_layers'])})"
         + (f" + {obj['tv_weight']:g}·tv" if obj["tv_weight"] else "")
         + ". Medians over pairs; time = wall time to produce the image (solver: optimization only).",
@@ -307,7 +309,10 @@ def plot_curves(runs: list[PairRun], path: Path) -> None:
         ax.plot([x_fast], [np.median(refine[:, 0])], "k*", ms=12, label=r"$f_\theta$")
         ax.axhline(np.median(refine[:, 0]), color="k", ls=":", lw=0.8)
         ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_xlim(left=0)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
         ax.set_xlabel(label)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("L (median over pairs, quartile band)")
