@@ -24,6 +24,10 @@ class ImageError(ValueError):
     """An input that is not a usable image (missing, unreadable, truncated, too large…)."""
 
 
+class ImageTooLarge(ImageError):
+    """An image with more pixels than allowed, refused from its header before decoding."""
+
+
 def load(src: str | Path | bytes | BinaryIO, name: str | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open, fully decode and normalise an image to 8-bit RGB, honouring EXIF rotation.
 
@@ -45,7 +49,7 @@ def load(src: str | Path | bytes | BinaryIO, name: str | None = None, max_pixels
             im = Image.open(src)
         w, h = im.size
         if w * h > max_pixels:
-            raise ImageError(f"{name}: {w}×{h} is {w * h / 1e6:.1f} megapixels, over the limit of {max_pixels / 1e6:.1f}")
+            raise ImageTooLarge(f"{name}: {w}×{h} is {w * h / 1e6:.1f} megapixels, over the limit of {max_pixels / 1e6:.1f}")
         im.load()
         im = ImageOps.exif_transpose(im)
         return _to_rgb(im)
@@ -54,7 +58,7 @@ def load(src: str | Path | bytes | BinaryIO, name: str | None = None, max_pixels
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image (or a format Pillow cannot read)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name}: too many pixels, over the limit of {max_pixels / 1e6:.1f} megapixels") from None
+        raise ImageTooLarge(f"{name}: too many pixels, over the limit of {max_pixels / 1e6:.1f} megapixels") from None
     except OSError as e:
         raise ImageError(f"{name}: unreadable or truncated image ({e})") from None
     except (ValueError, SyntaxError, TypeError) as e:

@@ -11,6 +11,7 @@ set-up and the identity of the VGG weights it was trained against).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -157,8 +158,8 @@ def normalize_weights(weights: list[float] | None, n: int) -> list[float]:
         return [1.0 / n] * n
     if len(weights) != n:
         raise ValueError(f"got {len(weights)} style weights for {n} style images")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError("style weights must be non-negative and not all zero")
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError("style weights must be finite, non-negative and not all zero")
     total = sum(weights)
     return [w / total for w in weights]
 
