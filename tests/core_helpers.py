@@ -1,0 +1,75 @@
+"""Small shared helpers for the core unit tests (a plain module, imported by the test files).
+
+Everything here is tiny on purpose: images of a few dozen pixels and one frozen VGG19 per depth,
+loaded once per test session (loading the weights takes about a second).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from styler.images import to_tensor
+from styler.losses import LossConfig
+from styler.model import Decoder, StyleNet
+from styler.vgg import VGG19
+
+@pytest.fixture(scope="module", autouse=True)
+def one_cpu_thread():
+    """Run a test module's tensors on one thread (import this fixture into the module to enable it).
+
+    These tensors are tiny: with two threads on a shared, busy machine PyTorch spends most of its
+    time synchronising its workers, and the same tests run ~30x slower than on one thread.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# A cheap objective for the solver and loss tests: shallow layers, same code paths as the default.
+FAST_LOSS = LossConfig(content_layer="relu2_1", style_layers=("relu1_1", "relu2_1"))
+
+
+def pattern(w: int, h: int, seed: int = 0) -> Image.Image:
+    """A colourful RGB test image: smooth stripes (different per channel and seed) plus noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    f = 3.0 + seed
+    base = np.stack([np.sin(xx / f), np.cos(yy / (f + 1)), np.sin((xx + 2 * yy) / (f + 2))], -1)
+    a = base * 90 + 128 + rng.normal(0, 20, (h, w, 3))
+    return Image.fromarray(a.clip(0, 255).astype(np.uint8), "RGB")
+
+
+def pattern_tensor(w: int, h: int, seed: int = 0) -> torch.Tensor:
+    """:func:`pattern` as a (1, 3, h, w) tensor in [0, 1]."""
+    return to_tensor(pattern(w, h, seed))
+
+
+@lru_cache(maxsize=None)
+def shared_vgg(max_layer: str = "relu4_1") -> VGG19:
+    """One frozen Caffe VGG19 per depth for the whole session (it is never modified)."""
+    return VGG19(max_layer=max_layer)
+
+
+def tame_decoder(seed: int = 0) -> Decoder:
+    """A random decoder whose output sits mostly inside [0, 1] (≈ 0.5 ± 0.1), so little is clamped.
+
+    A freshly initialised decoder outputs roughly [-1, 0.4], which the model clamps to mostly 0;
+    that would hide differences between styles and make colour checks meaningless.
+    """
+    torch.manual_seed(seed)
+    decoder = Decoder()
+    last = decoder.net[-1]
+    with torch.no_grad():
+        last.weight.mul_(0.1)
+        last.bias.fill_(0.5)
+    return decoder.eval()
+
+
+def tame_net(seed: int = 0) -> StyleNet:
+    return StyleNet(shared_vgg("relu4_1"), tame_decoder(seed)).eval()
