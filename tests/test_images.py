@@ -13,7 +13,7 @@ from core_helpers import pattern
 from PIL import Image
 
 from styler import images
-from styler.images import ImageError, format_for, load, read, resize, save, to_pil, to_tensor
+from styler.images import ImageError, ImageTooLarge, format_for, load, read, resize, save, to_pil, to_tensor
 
 
 def png_header_only(path: Path, w: int, h: int) -> Path:
@@ -152,6 +152,7 @@ def test_bad_inputs_raise_image_error_naming_the_file(tmp_path, case):
     with pytest.raises(ImageError) as err:
         load(path)
     assert says in problem(err, path)
+    assert isinstance(err.value, ImageTooLarge) == case.startswith("huge")  # the API answers 413 for these
 
 
 def test_bad_bytes_are_reported_under_the_given_name():
@@ -161,13 +162,13 @@ def test_bad_bytes_are_reported_under_the_given_name():
 
 def test_pixel_count_is_checked_from_the_header_before_decoding(tmp_path):
     ok = saved(pattern(100, 80), tmp_path / "ok.png")
-    with pytest.raises(ImageError) as err:
+    with pytest.raises(ImageTooLarge) as err:
         load(ok, max_pixels=5000)
     assert "over the limit" in problem(err, ok)
     assert load(ok, max_pixels=8000).size == (100, 80)
     # The pixel data of this one is garbage: decoding it fails with a different message.
     fake = png_header_only(tmp_path / "fake.png", 3000, 3000)
-    with pytest.raises(ImageError) as err:
+    with pytest.raises(ImageTooLarge) as err:
         load(fake, max_pixels=1_000_000)
     assert "over the limit" in problem(err, fake)
     with pytest.raises(ImageError) as err:

@@ -77,7 +77,11 @@ def test_adain_gives_the_style_moments():
     torch.testing.assert_close(out_std, s_std, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("weights", [[1.0], [1.0, 2.0, 3.0], [1.0, -0.5], [0.0, 0.0]], ids=["too-few", "too-many", "negative", "all-zero"])
+@pytest.mark.parametrize(
+    "weights",
+    [[1.0], [1.0, 2.0, 3.0], [1.0, -0.5], [0.0, 0.0], [1.0, float("nan")], [float("inf"), 1.0]],
+    ids=["too-few", "too-many", "negative", "all-zero", "nan", "inf"],
+)
 def test_bad_style_weights_are_rejected(net, weights):
     with pytest.raises(ValueError, match="style weights"):
         normalize_weights(weights, 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,23 @@ def make_folder(folder: Path, names: list[str], seed: int = 0) -> Path:
     for i, name in enumerate(names):
         pattern(40 + 8 * i, 48 - 4 * i, seed + i).save(folder / name)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def restore_sigterm_handler():
+    """train() installs a SIGTERM handler; keep it from leaking into the rest of the test session."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield before
+    signal.signal(signal.SIGTERM, before)
+
+
+def run_config(tmp_path: Path, **changes) -> TrainConfig:
+    """A tiny CPU run on a few generated images in ``tmp_path`` (content a–c, styles s1–s2)."""
+    contents = make_folder(tmp_path / "content", ["a.jpg", "b.png", "c.png"])
+    styles = make_folder(tmp_path / "style", ["s1.png", "s2.jpg"], seed=10)
+    cfg = dict(content_dir=str(contents), style_dir=str(styles), out=str(tmp_path / "run"), batch=2, size=32)
+    cfg.update(workers=0, ckpt_every=2, log_every=1, device="cpu")
+    return TrainConfig(**{**cfg, **changes})
 
 
 def log_rows(run: Path) -> list[dict[str, str]]:
@@ -71,13 +89,8 @@ def test_train_step_scores_the_decoded_image_against_adains_target():
 
 
 def test_train_writes_its_run_folder_and_resumes(tmp_path, capsys):
-    contents = make_folder(tmp_path / "content", ["a.jpg", "b.png", "c.png"])
-    styles = make_folder(tmp_path / "style", ["s1.png", "s2.jpg"], seed=10)
     run = tmp_path / "run"
-    cfg = dict(content_dir=str(contents), style_dir=str(styles), out=str(run), batch=2, size=32)
-    cfg.update(workers=0, ckpt_every=2, log_every=1, device="cpu")
-
-    exported = train(TrainConfig(steps=3, **cfg))
+    exported = train(run_config(tmp_path, steps=3))
     assert exported == run / "model.safetensors"
     for name in ("checkpoint.pt", "log.csv", "loss.png", "model.safetensors", "model.json"):
         assert (run / name).is_file(), name
@@ -92,15 +105,25 @@ def test_train_writes_its_run_folder_and_resumes(tmp_path, capsys):
     assert out.shape == (1, 3, 32, 32)
     capsys.readouterr()
 
-    train(TrainConfig(steps=5, **cfg))
+    train(run_config(tmp_path, steps=5))
     assert "resuming" in capsys.readouterr().out
     assert [int(r["step"]) for r in log_rows(run)] == [1, 2, 3, 4, 5]
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 5
     assert json.loads((run / "model.json").read_text())["trained"]["steps"] == 5
 
-    train(TrainConfig(steps=5, **cfg))  # already done: nothing more is trained or logged
+    train(run_config(tmp_path, steps=5))  # already done: nothing more is trained or logged
     assert "already at step 5" in capsys.readouterr().out
     assert len(log_rows(run)) == 5
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="train.py train(): signal.signal(SIGTERM, _interrupt) is never undone, so after train() returns "
+    "every later SIGTERM to the process raises KeyboardInterrupt",
+)
+def test_train_leaves_the_sigterm_handler_as_it_found_it(tmp_path, restore_sigterm_handler):
+    train(run_config(tmp_path, steps=1, batch=1, ckpt_every=1))
+    assert signal.getsignal(signal.SIGTERM) == restore_sigterm_handler
 
 
 def test_holdout_names_read_the_evaluation_split(tmp_path):
@@ -129,13 +152,10 @@ def test_list_images_of_a_missing_or_empty_folder_raises(tmp_path):
 
 
 def test_train_never_uses_held_out_images(tmp_path):
-    contents = make_folder(tmp_path / "content", ["a.png", "b.png"])
-    styles = make_folder(tmp_path / "style", ["s1.png"])
     split = tmp_path / "split.json"
-    split.write_text(json.dumps({"content": ["a.png", "b.png"], "style": []}))
-    cfg = TrainConfig(str(contents), str(styles), out=str(tmp_path / "run"), steps=1, size=32, workers=0, device="cpu", holdout=str(split))
+    split.write_text(json.dumps({"content": ["a.jpg", "b.png", "c.png"], "style": []}))
     with pytest.raises(FileNotFoundError, match="no images"):
-        train(cfg)
+        train(run_config(tmp_path, holdout=str(split)))
 
 
 def test_pair_stream_yields_square_crops_and_skips_unreadable_files(tmp_path):
