@@ -45,7 +45,7 @@ def load(src: str | Path | bytes | BinaryIO, name: str | None = None, max_pixels
         src = io.BytesIO(src)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is checked below
             im = Image.open(src)
         w, h = im.size
         if w * h > max_pixels:
@@ -57,8 +57,9 @@ def load(src: str | Path | bytes | BinaryIO, name: str | None = None, max_pixels
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image (or a format Pillow cannot read)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageTooLarge(f"{name}: too many pixels, over the limit of {max_pixels / 1e6:.1f} megapixels") from None
+    except Image.DecompressionBombError:
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
+        raise ImageTooLarge(f"{name}: too many pixels, over the limit of {limit / 1e6:.1f} megapixels") from None
     except OSError as e:
         raise ImageError(f"{name}: unreadable or truncated image ({e})") from None
     except (ValueError, SyntaxError, TypeError) as e:
@@ -68,7 +69,7 @@ def load(src: str | Path | bytes | BinaryIO, name: str | None = None, max_pixels
 def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
         im = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if im.mode == "F":
         a = np.asarray(im, dtype=np.float64)
@@ -132,8 +133,11 @@ def save(im: Image.Image, path: str | Path) -> None:
     path = Path(path)
     data = encode(im, format_for(path))
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def sheet(rows: list[list[Image.Image]], labels: list[str] | None = None, height: int = 256) -> Image.Image:

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .losses import moments
-from .vgg import VGG19, weights_id
+from .vgg import VGG19, WEIGHTS, weights_id
 
 ENCODER_LAYER = "relu4_1"
 FORMAT = "styler-adain"
@@ -99,7 +99,7 @@ class StyleNet(nn.Module):
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
         """Write ``path`` (.safetensors, fp16 decoder) and its .json config, atomically."""
-        path = Path(path).with_suffix(".safetensors")
+        path = weights_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         config = {
             **self.config,
@@ -121,9 +121,7 @@ class StyleNet(nn.Module):
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu", vgg: VGG19 | None = None) -> StyleNet:
         """Load a saved f_θ, with a clear :class:`ModelError` for anything that does not fit."""
-        path = Path(path or DEFAULT_WEIGHTS)
-        if path.suffix == ".json":
-            path = path.with_suffix(".safetensors")
+        path = weights_path(path or DEFAULT_WEIGHTS)
         cfg_path = path.with_suffix(".json")
         for p in (path, cfg_path):
             if not p.is_file():
@@ -137,6 +135,8 @@ class StyleNet(nn.Module):
         if config.get("format_version") != FORMAT_VERSION:
             raise ModelError(f"{cfg_path}: model format version {config.get('format_version')}, this styler reads {FORMAT_VERSION}")
         vgg_cfg = config.get("vgg", {})
+        if not isinstance(vgg_cfg, dict) or vgg_cfg.get("weights", "caffe") not in WEIGHTS:
+            raise ModelError(f"{cfg_path}: 'vgg' must name VGG weights from {WEIGHTS}, not {vgg_cfg!r}")
         vgg = vgg or VGG19(vgg_cfg.get("weights", "caffe"), max_layer=ENCODER_LAYER)
         if vgg_cfg.get("id") != weights_id(vgg.weights):
             raise ModelError(f"{path}: trained against VGG weights {vgg_cfg.get('id')!r}, but these are {weights_id(vgg.weights)!r}")
@@ -150,6 +150,14 @@ class StyleNet(nn.Module):
         except RuntimeError as e:
             raise ModelError(f"{path}: weights do not match the decoder architecture ({str(e).splitlines()[0]})") from None
         return cls(vgg, decoder, config).to(device).eval()
+
+
+def weights_path(path: str | Path) -> Path:
+    """NAME, NAME.safetensors or NAME.json → NAME.safetensors (its config is NAME.json)."""
+    path = Path(path)
+    if path.suffix in (".safetensors", ".json"):
+        return path.with_suffix(".safetensors")
+    return path.with_name(path.name + ".safetensors")
 
 
 def normalize_weights(weights: list[float] | None, n: int) -> list[float]:

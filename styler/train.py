@@ -137,8 +137,9 @@ def train(cfg: TrainConfig) -> Path:
     t0 = time.perf_counter() - elapsed
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     model.decoder.train()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`docker stop` save a checkpoint like Ctrl-C
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
+        old_sigterm = signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`docker stop` save a checkpoint like Ctrl-C
     try:
         for content, style in loader:
             content = content.to(device, non_blocking=True)
@@ -174,6 +175,8 @@ def train(cfg: TrainConfig) -> Path:
         print(f"\ninterrupted at step {step}; saving a checkpoint")
         _checkpoint(model, opt, sched, step, time.perf_counter() - t0, ckpt_path)
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old_sigterm)
         bar.close()
         log_file.close()
     return _export(model, out, step, time.perf_counter() - t0, cfg)

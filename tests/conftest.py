@@ -70,9 +70,10 @@ def api_model(api_model_path: Path) -> StyleNet:
     return StyleNet.load(api_model_path)
 
 
-@pytest.fixture(scope="module")
-def api_one_thread() -> Iterator[None]:
-    """One torch thread while a module runs: much faster than two when other work busies the CPUs."""
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for the whole suite: the test tensors are tiny, and with two threads on a
+    shared, busy machine PyTorch spends most of its time synchronising workers (~30× slower)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

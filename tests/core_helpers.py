@@ -9,7 +9,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -17,19 +16,6 @@ from styler.images import to_tensor
 from styler.losses import LossConfig
 from styler.model import Decoder, StyleNet
 from styler.vgg import VGG19
-
-@pytest.fixture(scope="module", autouse=True)
-def one_cpu_thread():
-    """Run a test module's tensors on one thread (import this fixture into the module to enable it).
-
-    These tensors are tiny: with two threads on a shared, busy machine PyTorch spends most of its
-    time synchronising its workers, and the same tests run ~30x slower than on one thread.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # A cheap objective for the solver and loss tests: shallow layers, same code paths as the default.
 FAST_LOSS = LossConfig(content_layer="relu2_1", style_layers=("relu1_1", "relu2_1"))

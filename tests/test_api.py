@@ -17,7 +17,6 @@ from PIL import Image
 from styler.api import Settings
 from styler.jobs import JobStore
 
-pytestmark = pytest.mark.usefixtures("api_one_thread")
 
 
 def _files(imgs: dict[str, bytes], content: str = "content", styles: tuple[str, ...] = ("style",)) -> list:

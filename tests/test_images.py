@@ -84,11 +84,6 @@ def test_16_bit_grayscale_is_scaled_to_8_bit(tmp_path):
     assert [px[0] for px in pixels(out)] == [0, 100, 255, round(30000 / 65535 * 255)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="images.py _to_rgb: a 16-bit image whose values are all ≤ 255 (a dark picture) is scaled as if "
-    "it were 8-bit, so it comes out ~257× too bright",
-)
 def test_dark_16_bit_image_stays_dark(tmp_path):
     a = np.full((4, 4), 200, dtype=np.uint16)  # 200 / 65535: almost black
     out = load(saved(Image.fromarray(a), tmp_path / "dark16.png"))
@@ -176,11 +171,6 @@ def test_pixel_count_is_checked_from_the_header_before_decoding(tmp_path):
     assert "truncated" in problem(err, fake)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="images.py load: Pillow's DecompressionBombWarning (over Image.MAX_IMAGE_PIXELS, 89 Mpx) is turned "
-    "into an error, so a max_pixels above Pillow's threshold is not honoured and the message claims it is exceeded",
-)
 def test_a_max_pixels_above_pillows_own_threshold_is_honoured(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # stands in for Pillow's 89 Mpx, on a small image
     path = saved(pattern(150, 100), tmp_path / "big.png")  # 15 000 px: over Pillow's warning, under its error

@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 import torch
 from core_helpers import FAST_LOSS, pattern_tensor, shared_vgg
-from core_helpers import one_cpu_thread  # noqa: F401  (autouse: one thread per module)
 
 from styler.losses import LossConfig, Objective, StyleStats, gram, moments, total_variation
 from styler.vgg import LAYERS

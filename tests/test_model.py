@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 from core_helpers import pattern_tensor, shared_vgg, tame_net
-from core_helpers import one_cpu_thread  # noqa: F401  (autouse: one thread per module)
 from safetensors.torch import load_file, save_file
 
 from styler.losses import moments
@@ -181,11 +180,6 @@ def test_unusable_model_files_raise_model_error_naming_the_file(saved, case):
     assert says in str(err.value).replace(named, "<file>")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model.py StyleNet.load: a config whose 'vgg' entry is not a dict, or names unknown weights, "
-    "escapes as AttributeError / a plain ValueError from VGG19 that does not name the file",
-)
 @pytest.mark.parametrize("vgg_entry", ["caffe", {"weights": "imagenet21k", "id": "x"}], ids=["not-a-dict", "unknown-weights"])
 def test_config_with_a_malformed_vgg_entry_raises_model_error(saved, vgg_entry):
     _edit_json(saved, vgg=vgg_entry)

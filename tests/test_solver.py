@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from core_helpers import FAST_LOSS, pattern_tensor, shared_vgg
-from core_helpers import one_cpu_thread  # noqa: F401  (autouse: one thread per module)
 
 from styler.losses import Objective, Targets
 from styler.solver import Progress, initial_image, solve

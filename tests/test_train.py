@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 from core_helpers import pattern, pattern_tensor, shared_vgg
-from core_helpers import one_cpu_thread  # noqa: F401  (autouse: one thread per module)
 
 from styler.data import PairStream, list_images
 from styler.losses import LossConfig, Objective, moments
@@ -116,11 +115,6 @@ def test_train_writes_its_run_folder_and_resumes(tmp_path, capsys):
     assert len(log_rows(run)) == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train.py train(): signal.signal(SIGTERM, _interrupt) is never undone, so after train() returns "
-    "every later SIGTERM to the process raises KeyboardInterrupt",
-)
 def test_train_leaves_the_sigterm_handler_as_it_found_it(tmp_path, restore_sigterm_handler):
     train(run_config(tmp_path, steps=1, batch=1, ckpt_every=1))
     assert signal.getsignal(signal.SIGTERM) == restore_sigterm_handler

@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from core_helpers import pattern_tensor, shared_vgg
-from core_helpers import one_cpu_thread  # noqa: F401  (autouse: one thread per module)
 
 from styler.model import StyleNet
 from styler.vgg import LAYERS, VGG19, caffe_weights_path, load_caffe_state, weights_id
