@@ -69,7 +69,7 @@ def test_fast_options_change_the_output(files, tmp_path, capsys):
     }.items():
         out = tmp_path / f"{name}.png"
         styles = [files["style"], files["style2"]] if name == "mix" else [files["style"]]
-        assert run(["fast", files["content"], *styles, "-o", out, "--size", 32], capsys)[0] == 0
+        assert run(["fast", files["content"], *styles, "-o", out, "--size", 32, *extra], capsys)[0] == 0
         outs[name] = np.asarray(Image.open(out), dtype=np.int16)
     for name in ("alpha0", "mix", "color"):
         assert np.abs(outs[name] - outs["plain"]).mean() > 0.5, name
