@@ -525,15 +525,18 @@ async def _events(svc: Service, job_id: str) -> AsyncIterator[str]:
     last_preview, quiet = None, 0.0
     while True:
         job = _job(svc, job_id)
-        if job.status in FINISHED:
-            yield _sse("end", _job_json(job))
-            return
-        if (job.status, job.step, job.preview) != sent:
+        finished, state = job.status in FINISHED, (job.status, job.step, job.preview)
+        # A job can finish between two polls: a follower still gets its last step and preview before
+        # "end". A change of status alone, or a job already finished when the stream opens, is "end" only.
+        if state != sent and not (finished and (not sent or state[1:] == sent[1:])):
             yield _sse("progress", {**_job_json(job), "preview": job.preview if job.preview != last_preview else None})
-            sent, last_preview, quiet = (job.status, job.step, job.preview), job.preview, 0.0
+            sent, last_preview, quiet = state, job.preview, 0.0
         elif (quiet := quiet + EVENT_POLL_S) >= KEEPALIVE_S:
             yield ": keep-alive\n\n"
             quiet = 0.0
+        if finished:
+            yield _sse("end", _job_json(job))
+            return
         await asyncio.sleep(EVENT_POLL_S)
 
 
