@@ -98,24 +98,31 @@ function imageForm() {
   return form;
 }
 
+// POST a form with the buttons disabled; an error answer shows its message and gives null.
+async function submit(url, form) {
+  updateButtons(true);
+  const response = await post(url, form);
+  updateButtons();
+  if (!response) return null;
+  if (!response.ok) {
+    showMessage(await errorText(response));
+    return null;
+  }
+  showMessage("");
+  return response;
+}
+
 // ---- the fast path ----
 
 async function stylize() {
   const form = imageForm();
   form.append("alpha", $("alpha").value);
   form.append("preserve_color", $("preserve-color").checked);
-  updateButtons(true);
   $("stylize-btn").textContent = "Stylizing…";
   const t0 = performance.now();
-  const response = await post("/v1/stylize", form);
+  const response = await submit("/v1/stylize", form);
   $("stylize-btn").textContent = "Stylize";
-  updateButtons();
   if (!response) return;
-  if (!response.ok) {
-    showMessage(await errorText(response));
-    return;
-  }
-  showMessage("");
   const blob = await response.blob();
   if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
   state.resultUrl = URL.createObjectURL(blob);
@@ -135,15 +142,8 @@ async function refine() {
   const form = imageForm();
   form.append("init", "fast");
   form.append("iters", $("iters").value);
-  updateButtons(true);
-  const response = await post("/v1/jobs", form);
-  updateButtons();
+  const response = await submit("/v1/jobs", form);
   if (!response) return;
-  if (!response.ok) {
-    showMessage(await errorText(response));
-    return;
-  }
-  showMessage("");
   const job = await response.json();
   state.job = job.id;
   updateButtons();
