@@ -26,7 +26,8 @@ bench: install
 	$(VENV)/bin/styler bench
 
 eval-quick: install
-	$(VENV)/bin/styler eval --quick
+	@test -n "$(DATA)" || { echo "usage: make eval-quick DATA=folder-with-content-and-style"; exit 2; }
+	$(VENV)/bin/styler eval --quick --data "$(DATA)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -162,6 +162,8 @@ def cmd_train(a: argparse.Namespace) -> None:
 def cmd_eval(a: argparse.Namespace) -> None:
     from .evaluate import EvalConfig, evaluate
 
+    if not a.data:
+        raise UsageError("--data is required: the folder with content/ and style/ that the split's file names refer to (or set STYLER_DATA)")
     kw = {k: getattr(a, k) for k in ("split", "size", "pairs", "iters", "refine") if getattr(a, k) is not None}
     evaluate(EvalConfig(data=Path(a.data), weights=a.weights, out=Path(a.out), quick=a.quick, device=str(_device(a.device)), seed=a.seed, **kw))
 
@@ -208,13 +210,23 @@ def _add_solver(p: argparse.ArgumentParser, iters: int) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed for --init noise")
 
 
+class _Help(argparse.HelpFormatter):
+    """Appends an option's default to its help, unless the help already states it or there is none to state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+            return text
+        return f"{text} (default {action.default})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="styler",
         description="Neural style transfer: a per-image solver (slow), an amortized network f_θ (fast), and the bridge between them.",
     )
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _Help
 
     p = sub.add_parser("fast", help="stylize with f_θ: one forward pass", description="Stylize CONTENT with one or more STYLE images using the trained network f_θ.")
     _add_io(p)
@@ -262,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON of file names to exclude (the evaluation's held-out split); '' for none")  # fmt: skip
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data-loading processes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed for the order of pairs and crops and the decoder's initial weights")
     p.add_argument("--ckpt-every", type=int, default=500, help="checkpoint and export every N steps")
     p.add_argument("--init", type=Path, help="start from an existing model's decoder")
     _add_objective(p)
@@ -270,17 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="measure the amortization gap on the held-out split", formatter_class=fmt,
                        description="Score f_θ, the solver after K iterations and f_θ + R refinement steps with the same L on held-out pairs.")  # fmt: skip
-    p.add_argument("--data", default=os.environ.get("STYLER_DATA", "../shared/data/train"), help="folder with content/ and style/ (env STYLER_DATA)")
+    p.add_argument("--data", default=os.environ.get("STYLER_DATA"), help="folder with content/ and style/ holding the split's files (or env STYLER_DATA); required")
     p.add_argument("--split", type=Path, help="held-out split JSON (default: the repo's eval/split.json)")
     _add_model(p)
     p.add_argument("--out", default="eval/results", help="folder for report.json, report.md, curves.png, sheet.jpg")
-    p.add_argument("--size", type=int, help="shorter side in pixels (default 512; 256 with --quick)")
-    p.add_argument("--pairs", type=int, help="number of pairs (default all 48; 3 with --quick)")
-    p.add_argument("--iters", type=lambda s: tuple(int(x) for x in s.split(",")), help="solver checkpoints K, e.g. 0,10,25,50,100,200,400")
-    p.add_argument("--refine", type=lambda s: tuple(int(x) for x in s.split(",")), help="refinement steps R, e.g. 5,10,25,50")
-    p.add_argument("--quick", action="store_true", help="a small CPU subset that runs in a few minutes")
+    p.add_argument("--size", type=int, help="shorter side in pixels (default 512, or --quick's size)")
+    p.add_argument("--pairs", type=int, help="number of pairs (default all in the split, or --quick's few)")
+    p.add_argument("--iters", type=lambda s: tuple(int(x) for x in s.split(",")), help="solver checkpoints K (default 0,10,25,50,100,200,400)")
+    p.add_argument("--refine", type=lambda s: tuple(int(x) for x in s.split(",")), help="refinement steps R (default 5,10,25,50)")
+    p.add_argument("--quick", action="store_true", help="a small subset (3 pairs at 128 px, K ≤ 25) that runs on a CPU in a few minutes; explicit options still win")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="torch seed, for repeatable figures")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="time the fast and slow paths on this machine", formatter_class=fmt,
@@ -293,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("serve", help="run the web page and REST API", formatter_class=fmt, description="Serve the web page and the REST API (FastAPI + uvicorn).")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for all interfaces")
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     p.set_defaults(func=cmd_serve)
     return ap

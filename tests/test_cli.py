@@ -177,6 +177,16 @@ def test_every_command_explains_itself():
         text = sub.format_help()
         assert sub.description, name
         assert "--help" in text
+        assert "default: None" not in text and "(default None)" not in text, name
+        for action in sub._actions:  # noqa: SLF001
+            assert action.help, f"styler {name} {action.option_strings or action.dest} has no help"
+
+
+def test_eval_without_data_names_the_missing_option(monkeypatch, capsys):
+    monkeypatch.delenv("STYLER_DATA", raising=False)
+    code, _, err = run(["eval", "--quick"], capsys)
+    assert code == 2
+    assert "--data is required" in err and "Traceback" not in err
 
 
 def test_console_entry_point_runs(files, tmp_path):
