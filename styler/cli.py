@@ -16,6 +16,7 @@ from .images import ImageError
 from .losses import STYLE_KINDS, LossConfig, Objective
 from .model import DEFAULT_WEIGHTS, ModelError, StyleNet
 from .solver import INITS, OPTIMIZERS, Progress, solve
+from .train import CONTENT_TARGETS
 
 MAX_SIDE = 4096  # longest output side the CLI will produce
 
@@ -153,7 +154,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     cfg = TrainConfig(
         content_dir=a.content_dir, style_dir=a.style_dir, out=a.out, steps=a.steps, batch=a.batch, size=a.size,
         lr=a.lr, lr_decay=a.lr_decay, loss=loss, holdout=a.holdout, device=a.device, workers=a.workers,
-        seed=a.seed, ckpt_every=a.ckpt_every, init=a.init,
+        seed=a.seed, ckpt_every=a.ckpt_every, init=a.init, content_target=a.content_target,
     )  # fmt: skip
     path = train(cfg)
     print(f"model: {path}  (use it with: styler fast --weights {path} …)")
@@ -277,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the order of pairs and crops and the decoder's initial weights")
     p.add_argument("--ckpt-every", type=int, default=500, help="checkpoint and export every N steps")
     p.add_argument("--init", type=Path, help="start from an existing model's decoder")
+    p.add_argument("--content-target", choices=CONTENT_TARGETS, default="adain",
+                   help="content term's target: AdaIN's t (the AdaIN paper's surrogate) or the content image's features (the exact L the solver minimizes)")  # fmt: skip
     _add_objective(p)
     p.set_defaults(func=cmd_train)
 

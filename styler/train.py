@@ -1,8 +1,10 @@
 """Amortized training: fit f_θ so that E_(c,s)[ L(f_θ(s, c); c, s) ] is small.
 
-The loss is the shared :class:`~styler.losses.Objective`, with one documented surrogate from AdaIN:
-the content target is AdaIN's t = AdaIN(E(c), E(s)) rather than E(c), which lets the decoder
-learn to invert the encoder at stylized statistics. The style term is exactly the solver's.
+The loss is the shared :class:`~styler.losses.Objective`. Its content target is chosen by
+``content_target``: ``"adain"`` (AdaIN's surrogate, the default) uses t = AdaIN(E(c), E(s)) instead of
+E(c), which lets the decoder learn to invert the encoder at stylized statistics; ``"content"`` uses
+E(c) itself, so training minimizes exactly the L that the solver and the evaluation use.
+The style term is always exactly the solver's.
 
 A run directory holds ``checkpoint.pt`` (resume), ``log.csv``, ``loss.png`` and an exported
 ``model.safetensors`` + ``model.json`` ready for ``styler fast --weights``.
@@ -30,6 +32,7 @@ from .model import ENCODER_LAYER, StyleNet, adain
 from .vgg import LAYERS, VGG19
 
 LOG_FIELDS = ["step", "elapsed_s", "lr", "total", "content", "style"]
+CONTENT_TARGETS = ("adain", "content")
 
 
 @dataclass
@@ -50,6 +53,13 @@ class TrainConfig:
     ckpt_every: int = 500
     log_every: int = 10
     init: str | None = None
+    content_target: str = "adain"  # "adain" (AdaIN's t) or "content" (the content image's features: the exact L)
+
+    def __post_init__(self) -> None:
+        if self.content_target not in CONTENT_TARGETS:
+            raise ValueError(f"content_target must be one of {', '.join(CONTENT_TARGETS)}, not {self.content_target!r}")
+        if self.content_target == "adain" and self.loss.content_layer != ENCODER_LAYER:
+            raise ValueError(f"AdaIN's content target lives at {ENCODER_LAYER}; use content_target='content' for content layer {self.loss.content_layer}")
 
     def public(self) -> dict:
         """The training set-up stored in the exported model (no machine paths; the loss is stored beside it)."""
@@ -75,13 +85,20 @@ def holdout_names(split: str | None) -> tuple[set[str], set[str]]:
     return set(d["content"]), set(d["style"])
 
 
-def train_step(model: StyleNet, objective: Objective, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
+def train_step(model: StyleNet, objective: Objective, content: torch.Tensor, style: torch.Tensor, content_target: str = "adain") -> dict[str, torch.Tensor]:
     """One amortized step's loss: decode AdaIN(c, s) and score it with the shared objective."""
     style_feats = objective.vgg(style, tuple(dict.fromkeys((*objective.config.style_layers, ENCODER_LAYER))))
-    t = adain(model.encode(content), *moments(style_feats[ENCODER_LAYER]))
+    encoded = model.encode(content)
+    t = adain(encoded, *moments(style_feats[ENCODER_LAYER]))
     out = model.decoder(t)
-    targets = Targets(t, objective.style_targets(style_feats))
-    return objective(out, targets)
+    layer = objective.config.content_layer
+    if content_target == "adain":
+        target = t
+    elif layer == ENCODER_LAYER:
+        target = encoded
+    else:
+        target = objective.vgg(content, (layer,))[layer]
+    return objective(out, Targets(target, objective.style_targets(style_feats)))
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -148,7 +165,7 @@ def train(cfg: TrainConfig) -> Path:
                 content = content.contiguous(memory_format=torch.channels_last)
                 style = style.contiguous(memory_format=torch.channels_last)
             with autocast:
-                terms = train_step(model, objective, content, style)
+                terms = train_step(model, objective, content, style, cfg.content_target)
             opt.zero_grad(set_to_none=True)
             terms["total"].float().backward()
             opt.step()

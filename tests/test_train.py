@@ -87,6 +87,25 @@ def test_train_step_scores_the_decoded_image_against_adains_target():
     assert terms["style"].item() == pytest.approx(expected_style.item(), rel=1e-4)
 
 
+def test_content_target_content_trains_on_exactly_the_solvers_objective():
+    """With content_target="content" the step's loss is L(f_θ(c, s); c, s) as the solver and the evaluation score it."""
+    torch.manual_seed(1)
+    vgg = shared_vgg("relu4_1")
+    model, objective = StyleNet(vgg), Objective(LossConfig(), vgg)
+    c, s = pattern_tensor(32, 32, 2), pattern_tensor(32, 32, 7)
+    terms = train_step(model, objective, c, s, "content")
+    decoded = model.decoder(adain(model.encode(c), *moments(model.encode(s))))  # f_θ's output before clamping to [0, 1]
+    expected = objective(decoded, objective.targets(c, [s]))
+    for key in ("total", "content", "style"):
+        assert terms[key].item() == pytest.approx(expected[key].item(), rel=1e-4), key
+    assert terms["content"].item() != pytest.approx(train_step(model, objective, c, s, "adain")["content"].item(), rel=1e-3)
+
+
+def test_train_config_rejects_an_unknown_content_target(tmp_path):
+    with pytest.raises(ValueError, match="content_target"):
+        run_config(tmp_path, content_target="pixels")
+
+
 def test_train_writes_its_run_folder_and_resumes(tmp_path, capsys):
     run = tmp_path / "run"
     exported = train(run_config(tmp_path, steps=3))
