@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from .losses import moments
@@ -111,7 +111,7 @@ class StyleNet(nn.Module):
         }
         tensors = {k: v.detach().half().contiguous().cpu() for k, v in self.decoder.state_dict().items()}
         tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+        tmp.write_bytes(save(tensors, metadata={"format": FORMAT}))  # not save_file, which makes the file private (0600)
         tmp.replace(path)
         tmp_json = path.with_name(path.stem + ".json.tmp")
         tmp_json.write_text(json.dumps(config, indent=2) + "\n")

@@ -131,6 +131,7 @@ def test_save_writes_fp16_weights_and_a_config_that_names_the_vgg(saved):
     assert config["note"] == "test"
     assert all(t.dtype == torch.float16 for t in load_file(str(saved)).values())
     assert sorted(p.name for p in saved.parent.iterdir()) == ["tiny.json", "tiny.safetensors"]  # no temp files left
+    assert saved.stat().st_mode & 0o777 == saved.with_suffix(".json").stat().st_mode & 0o777  # both follow the umask
 
 
 @torch.no_grad()
