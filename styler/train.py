@@ -144,11 +144,11 @@ def train(cfg: TrainConfig) -> Path:
         persistent_workers=cfg.workers > 0,
         prefetch_factor=4 if cfg.workers > 0 else None,
     )
-    new_log = not log_path.exists()
-    log_file = log_path.open("a", newline="")
+    kept = _log_until(log_path, step)
+    log_file = log_path.open("w", newline="")
     log = csv.DictWriter(log_file, LOG_FIELDS)
-    if new_log:
-        log.writeheader()
+    log.writeheader()
+    log.writerows(kept)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     sums: dict[str, float] = {}
     t0 = time.perf_counter() - elapsed
@@ -199,6 +199,14 @@ def train(cfg: TrainConfig) -> Path:
     return _export(model, out, step, time.perf_counter() - t0, cfg)
 
 
+def _log_until(log_path: Path, step: int) -> list[dict[str, str]]:
+    """The log's rows up to ``step``: rows written after the last checkpoint (a crash) are trained again, so dropped."""
+    if not log_path.exists():
+        return []
+    with log_path.open(newline="") as f:
+        return [row for row in csv.DictReader(f) if int(row["step"]) <= step]
+
+
 def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
@@ -239,6 +247,7 @@ def plot_log(log_path: Path, png: Path) -> None:
         smooth = [sum(ys[max(0, i - k + 1) : i + 1]) / len(ys[max(0, i - k + 1) : i + 1]) for i in range(len(ys))]
         ax.plot(steps, ys, alpha=0.3, lw=0.8)
         ax.plot(steps, smooth, lw=1.5)
+        ax.set_yscale("log")  # the first steps are 100× the rest
         ax.set_title(f"{key} loss")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -123,9 +123,11 @@ def test_train_writes_its_run_folder_and_resumes(tmp_path, capsys):
     assert out.shape == (1, 3, 32, 32)
     capsys.readouterr()
 
+    with (run / "log.csv").open("a") as f:  # a crash after step 3's checkpoint had logged step 4
+        f.write("4,9.9,0.0001,1.0,1.0,1.0\n")
     train(run_config(tmp_path, steps=5))
     assert "resuming" in capsys.readouterr().out
-    assert [int(r["step"]) for r in log_rows(run)] == [1, 2, 3, 4, 5]
+    assert [int(r["step"]) for r in log_rows(run)] == [1, 2, 3, 4, 5]  # step 4 once: the crashed run's row is gone
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 5
     assert json.loads((run / "model.json").read_text())["trained"]["steps"] == 5
 
