@@ -62,9 +62,10 @@ class TrainConfig:
             raise ValueError(f"AdaIN's content target lives at {ENCODER_LAYER}; use content_target='content' for content layer {self.loss.content_layer}")
 
     def public(self) -> dict:
-        """The training set-up stored in the exported model (no machine paths; the loss is stored beside it)."""
+        """The training set-up stored in the exported model: no machine paths, the loss beside it, and the steps
+        actually trained under ``trained`` rather than the planned ``steps``."""
         d = asdict(self)
-        for k in ("content_dir", "style_dir", "out", "holdout", "init", "device", "workers", "log_every", "ckpt_every", "loss"):
+        for k in ("content_dir", "style_dir", "out", "holdout", "init", "device", "workers", "log_every", "ckpt_every", "loss", "steps"):
             d.pop(k)
         return d
 

@@ -118,6 +118,7 @@ def test_train_writes_its_run_folder_and_resumes(tmp_path, capsys):
     assert model.config["trained"]["steps"] == 3
     assert model.config["loss"] == json.loads(json.dumps(LossConfig().to_dict()))
     assert "content_dir" not in model.config["training"]  # no machine-specific paths in a shared model
+    assert "steps" not in model.config["training"]  # the plan; the steps trained are under "trained"
     with torch.no_grad():
         out = model(pattern_tensor(32, 32), [pattern_tensor(32, 32, 5)])
     assert out.shape == (1, 3, 32, 32)
