@@ -245,7 +245,9 @@ def plot_log(log_path: Path, png: Path) -> None:
     for ax, key in zip(axes, ("total", "content", "style")):
         ys = [float(r[key]) for r in rows]
         k = max(1, len(ys) // 50)
-        smooth = [sum(ys[max(0, i - k + 1) : i + 1]) / len(ys[max(0, i - k + 1) : i + 1]) for i in range(len(ys))]
+        # trailing geometric mean: on a log axis one huge early value must not drag the curve for k rows
+        logs = [math.log(max(y, 1e-12)) for y in ys]
+        smooth = [math.exp(sum(logs[max(0, i - k + 1) : i + 1]) / len(logs[max(0, i - k + 1) : i + 1])) for i in range(len(ys))]
         ax.plot(steps, ys, alpha=0.3, lw=0.8)
         ax.plot(steps, smooth, lw=1.5)
         ax.set_yscale("log")  # the first steps are 100× the rest
