@@ -97,6 +97,7 @@ class Settings:
     job_workers: int = 1  # solver threads
     job_queue: int = 16  # jobs waiting for a solver thread; more are answered 503
     max_iters: int = 500  # solver iterations per job
+    job_retention_days: float = 7.0  # finished jobs and their results are deleted this long after they finish
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -267,7 +268,7 @@ class Service:
         if s.threads:
             torch.set_num_threads(s.threads)
         self.limiter = Limiter(s.max_inferences, s.max_waiting)
-        self.store = JobStore(Path(s.data_dir) / "jobs.sqlite3")
+        self.store = JobStore(Path(s.data_dir) / "jobs.sqlite3", retention_s=s.job_retention_days * 86400)
         self.pool = WorkerPool(self.store, self.solve, s.job_workers, s.job_queue)
         self._loading = asyncio.create_task(asyncio.to_thread(self._load_model))
 

@@ -113,14 +113,17 @@ def _alive(pid: int) -> bool:
 class JobStore:
     """Jobs in one SQLite file; one connection behind a lock, shared by the server's threads."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, retention_s: float | None = None) -> None:
+        """``retention_s``: finished jobs and their results are deleted that long after they finish (None: kept)."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.owner = uuid.uuid4().hex
+        self.retention_s = retention_s
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
         self._recover()
+        self.prune()
 
     def _rows(self, query: str, *args: Any) -> list[tuple]:
         with self._lock:
@@ -146,7 +149,15 @@ class JobStore:
             message, time.time(), job_id,
         )  # fmt: skip
 
+    def prune(self) -> int:
+        """Delete the finished jobs older than the retention time (run on open and on each new job); how many."""
+        if self.retention_s is None:
+            return 0
+        statuses = ", ".join(f"'{s}'" for s in FINISHED)
+        return self._exec(f"DELETE FROM jobs WHERE status IN ({statuses}) AND finished < ?", time.time() - self.retention_s)
+
     def add(self, params: dict[str, Any], total: int) -> Job:
+        self.prune()
         job_id = uuid.uuid4().hex
         self._exec(
             "INSERT INTO jobs (id, status, params, total, created, owner, pid) VALUES (?, 'queued', ?, ?, ?, ?, ?)",

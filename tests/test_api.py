@@ -357,3 +357,21 @@ def test_restart_keeps_results_and_fails_interrupted_jobs(api_client, api_images
         status = job_status(c, crashed.id)
         assert status["status"] == "failed" and "server stopped" in status["error"]
         assert job_status(c, elsewhere.id)["status"] == "running"  # another live server process's job
+
+
+def test_finished_jobs_are_pruned_after_the_retention_time(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3", retention_s=3600)
+    old, recent = store.add({"iters": 1}, 1), store.add({"iters": 1}, 1)
+    for job, data in ((old, b"x"), (recent, b"y")):
+        store.finish(job.id, "done", result=data, media_type="image/png")
+    store.close()
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:  # as if it had finished two hours ago
+        db.execute("UPDATE jobs SET finished = finished - 7200 WHERE id = ?", (old.id,))
+
+    store = JobStore(tmp_path / "jobs.sqlite3", retention_s=3600)  # pruned on open
+    assert store.get(old.id) is None and store.result(old.id) is None
+    assert store.result(recent.id) == (b"y", "image/png")
+    running = store.add({"iters": 1}, 1)
+    assert store.start(running.id)
+    assert store.prune() == 0 and store.get(running.id).status == "running"  # unfinished jobs are never pruned
+    assert JobStore(tmp_path / "jobs.sqlite3").prune() == 0  # no retention time: everything is kept
