@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("train", help="train f_θ on folders of content and style images", formatter_class=fmt,
-                       description="Amortized training: minimize the shared L over random (content, style) crops. Resumes from OUT/checkpoint.pt.")  # fmt: skip
+                       description="Amortized training: minimize the shared L over random (content, style) crops. Resumes from OUT/checkpoint.pt with the options given now (it prints those that changed).")  # fmt: skip
     p.add_argument("content_dir", help="folder of content photos")
     p.add_argument("style_dir", help="folder of style images")
     p.add_argument("--out", default="runs/adain", help="run folder: checkpoint, log.csv, loss.png, model.safetensors")

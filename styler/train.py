@@ -114,7 +114,8 @@ def train(cfg: TrainConfig) -> Path:
     deepest = max((*cfg.loss.taps, ENCODER_LAYER), key=LAYERS.index)
     vgg = VGG19(max_layer=deepest)
     model = StyleNet.load(cfg.init, vgg=vgg) if cfg.init else StyleNet(vgg)
-    model.config = {"training": cfg.public(), "loss": cfg.loss.to_dict()}
+    settings = {"training": cfg.public(), "loss": cfg.loss.to_dict()}
+    model.config = dict(settings)
     objective = Objective(cfg.loss, vgg)
     model.to(device)
     cuda = device.type == "cuda"
@@ -122,7 +123,8 @@ def train(cfg: TrainConfig) -> Path:
         model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     opt = torch.optim.Adam(model.decoder.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 / (1.0 + cfg.lr_decay * i))
+    decay = lambda i: 1.0 / (1.0 + cfg.lr_decay * i)  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, decay)
 
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
     step, elapsed = 0, 0.0
@@ -132,7 +134,13 @@ def train(cfg: TrainConfig) -> Path:
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         step, elapsed = ck["step"], ck["elapsed_s"]
-        print(f"resuming {ckpt_path} at step {step}")
+        # This run's settings win over the checkpoint's (the scheduler's state would keep the old lr): say what changed.
+        sched.base_lrs = [cfg.lr] * len(opt.param_groups)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * decay(step)
+        before = ck.get("settings", {})
+        changed = [f"{k} {before[part][k]} → {v}" for part in before for k, v in settings[part].items() if before[part].get(k, v) != v]
+        print(f"resuming {ckpt_path} at step {step}" + (f" with changed settings: {'; '.join(changed)}" if changed else ""))
     if step >= cfg.steps:
         print(f"{out}: already at step {step} ≥ {cfg.steps}")
         return _export(model, out, step, elapsed, cfg)
@@ -185,13 +193,13 @@ def train(cfg: TrainConfig) -> Path:
                 log_file.flush()
                 sums.clear()
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                _checkpoint(model, opt, sched, step, time.perf_counter() - t0, ckpt_path)
+                _checkpoint(model, opt, sched, step, time.perf_counter() - t0, ckpt_path, settings)
                 _export(model, out, step, time.perf_counter() - t0, cfg)
             if step >= cfg.steps:
                 break
     except KeyboardInterrupt:
         print(f"\ninterrupted at step {step}; saving a checkpoint")
-        _checkpoint(model, opt, sched, step, time.perf_counter() - t0, ckpt_path)
+        _checkpoint(model, opt, sched, step, time.perf_counter() - t0, ckpt_path, settings)
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, old_sigterm)
@@ -212,9 +220,10 @@ def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _checkpoint(model: StyleNet, opt, sched, step: int, elapsed: float, path: Path) -> None:
+def _checkpoint(model: StyleNet, opt, sched, step: int, elapsed: float, path: Path, settings: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    state = {"decoder": model.decoder.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "elapsed_s": elapsed}
+    state = {"decoder": model.decoder.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "elapsed_s": elapsed,
+             "settings": settings}  # fmt: skip
     torch.save(state, tmp)
     tmp.replace(path)
 

@@ -137,6 +137,15 @@ def test_train_writes_its_run_folder_and_resumes(tmp_path, capsys):
     assert len(log_rows(run)) == 5
 
 
+def test_resume_with_changed_settings_says_so_and_uses_them(tmp_path, capsys):
+    train(run_config(tmp_path, steps=2, lr=1e-3, lr_decay=0.0))
+    capsys.readouterr()
+    train(run_config(tmp_path, steps=3, lr=2e-4, lr_decay=0.0, content_target="content"))
+    out = capsys.readouterr().out
+    assert "changed settings: lr 0.001 → 0.0002; content_target adain → content" in out
+    assert [float(r["lr"]) for r in log_rows(tmp_path / "run")] == pytest.approx([1e-3, 1e-3, 2e-4])  # not the checkpoint's lr
+
+
 def test_train_leaves_the_sigterm_handler_as_it_found_it(tmp_path, restore_sigterm_handler):
     train(run_config(tmp_path, steps=1, batch=1, ckpt_every=1))
     assert signal.getsignal(signal.SIGTERM) == restore_sigterm_handler
