@@ -14,9 +14,8 @@ from tqdm import tqdm
 from . import images
 from .images import ImageError
 from .losses import STYLE_KINDS, LossConfig, Objective
-from .model import DEFAULT_WEIGHTS, ModelError, StyleNet
+from .model import CONTENT_TARGETS, DEFAULT_WEIGHTS, ModelError, StyleNet
 from .solver import INITS, OPTIMIZERS, Progress, solve
-from .train import CONTENT_TARGETS
 
 MAX_SIDE = 4096  # longest output side the CLI will produce
 

@@ -23,6 +23,7 @@ from .losses import moments
 from .vgg import VGG19, WEIGHTS, weights_id
 
 ENCODER_LAYER = "relu4_1"
+CONTENT_TARGETS = ("adain", "content")  # training's content target: AdaIN's t (the surrogate) or the content image's features (exact L)
 FORMAT = "styler-adain"
 FORMAT_VERSION = 1
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "styler-adain.safetensors"

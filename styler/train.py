@@ -28,11 +28,10 @@ from tqdm import tqdm
 
 from .data import PairStream, list_images
 from .losses import LossConfig, Objective, Targets, moments
-from .model import ENCODER_LAYER, StyleNet, adain
+from .model import CONTENT_TARGETS, ENCODER_LAYER, StyleNet, adain
 from .vgg import LAYERS, VGG19
 
 LOG_FIELDS = ["step", "elapsed_s", "lr", "total", "content", "style"]
-CONTENT_TARGETS = ("adain", "content")
 
 
 @dataclass
@@ -256,7 +255,8 @@ def plot_log(log_path: Path, png: Path) -> None:
         k = max(1, len(ys) // 50)
         # trailing geometric mean: on a log axis one huge early value must not drag the curve for k rows
         logs = [math.log(max(y, 1e-12)) for y in ys]
-        smooth = [math.exp(sum(logs[max(0, i - k + 1) : i + 1]) / len(logs[max(0, i - k + 1) : i + 1])) for i in range(len(ys))]
+        windows = (logs[max(0, i - k + 1) : i + 1] for i in range(len(logs)))
+        smooth = [math.exp(sum(w) / len(w)) for w in windows]
         ax.plot(steps, ys, alpha=0.3, lw=0.8)
         ax.plot(steps, smooth, lw=1.5)
         ax.set_yscale("log")  # the first steps are 100× the rest
