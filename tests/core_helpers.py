@@ -14,7 +14,7 @@ from PIL import Image
 
 from styler.images import to_tensor
 from styler.losses import LossConfig
-from styler.model import Decoder, StyleNet
+from styler.model import StyleNet
 from styler.vgg import VGG19
 
 # A cheap objective for the solver and loss tests: shallow layers, same code paths as the default.
@@ -42,20 +42,17 @@ def shared_vgg(max_layer: str = "relu4_1") -> VGG19:
     return VGG19(max_layer=max_layer)
 
 
-def tame_decoder(seed: int = 0) -> Decoder:
-    """A random decoder whose output sits mostly inside [0, 1] (≈ 0.5 ± 0.1), so little is clamped.
+def tame_net(seed: int = 0, encoder: str = "lite") -> StyleNet:
+    """An untrained f_θ whose output sits mostly inside [0, 1] (≈ 0.5 ± 0.1), so little is clamped.
 
-    A freshly initialised decoder outputs roughly [-1, 0.4], which the model clamps to mostly 0;
-    that would hide differences between styles and make colour checks meaningless.
+    A freshly initialised decoder outputs values around 0, which the model clamps; that would hide
+    differences between styles and make colour checks meaningless.
     """
-    torch.manual_seed(seed)
-    decoder = Decoder()
-    last = decoder.net[-1]
+    vgg = shared_vgg("relu3_1") if encoder == "vgg" else None
+    net = StyleNet.build(encoder, seed=seed, vgg=vgg)
+    last = net.decoder.net[-1]
     with torch.no_grad():
-        last.weight.mul_(0.1)
+        spread = net.decode(*net.encode(pattern_tensor(32, 32, 7))).std()
+        last.weight.mul_(0.1 / spread)
         last.bias.fill_(0.5)
-    return decoder.eval()
-
-
-def tame_net(seed: int = 0) -> StyleNet:
-    return StyleNet(shared_vgg("relu4_1"), tame_decoder(seed)).eval()
+    return net.eval()

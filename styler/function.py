@@ -1,0 +1,114 @@
+"""The feature transforms of f_θ, as pure functions of feature statistics.
+
+Both transforms are one affine map per image, applied at every position of the content features:
+
+    t = T f + b,   T = colour(s) · whiten(c),   b = μ_s − T μ_c
+
+* WCT, whitening–colouring (Li et al., *Universal Style Transfer via Feature Transforms*, 2017):
+  whiten(c) = Σ_c^(−1/2), colour(s) = Σ_s^(1/2), so t takes the style's covariance.
+* AdaIN (Huang & Belongie, 2017): the same with diagonal matrices, σ_c^(−1) and σ_s: only each
+  channel's mean and standard deviation are matched.
+
+Because T and b depend on the whole image only through (μ, Σ), the statistics can be gathered
+once (over tiles, or cached for a style) and the map applied to any part of the image.
+Statistics and matrices are fp32 whatever precision the networks run in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+WCT_EPS = 1e-3  # eigenvalue floor, relative to the mean eigenvalue: tames whitening of noise
+
+
+@dataclass
+class FeatureStats:
+    """Running first and second moments of features, summed over positions (B, C) and (B, C, C)."""
+
+    total: torch.Tensor
+    outer: torch.Tensor
+    count: int
+
+    @classmethod
+    def of(cls, f: torch.Tensor) -> FeatureStats:
+        flat = f.float().flatten(2)
+        return cls(flat.sum(2), flat @ flat.transpose(1, 2), flat.shape[2])
+
+    def __add__(self, other: FeatureStats) -> FeatureStats:
+        return FeatureStats(
+            self.total + other.total, self.outer + other.outer, self.count + other.count
+        )
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.total / self.count
+
+    @property
+    def cov(self) -> torch.Tensor:
+        m = self.mean
+        return self.outer / self.count - m[:, :, None] * m[:, None, :]
+
+
+def _sqrt_matrices(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ^(1/2) and Σ^(−1/2) of symmetric PSD matrices (B, C, C), eigenvalues floored."""
+    eigvals, eigvecs = torch.linalg.eigh(cov.double())
+    floor = WCT_EPS * eigvals.mean(-1, keepdim=True).clamp_min(1e-12)
+    root = eigvals.clamp_min(0).add(floor).sqrt()
+    sqrt = (eigvecs * root[:, None, :]) @ eigvecs.transpose(1, 2)
+    inv_sqrt = (eigvecs / root[:, None, :]) @ eigvecs.transpose(1, 2)
+    return sqrt.float(), inv_sqrt.float()
+
+
+def whiten_colour(stats: FeatureStats, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(colour, whiten) matrices of one image's features for transform ``kind`` (wct or adain)."""
+    if kind == "wct":
+        return _sqrt_matrices(stats.cov)
+    if kind == "adain":
+        std = stats.cov.diagonal(dim1=1, dim2=2).clamp_min(0).add(1e-5).sqrt()
+        return torch.diag_embed(std), torch.diag_embed(1 / std)
+    raise ValueError(f"unknown transform {kind!r} (use wct or adain)")
+
+
+@dataclass
+class StyleCode:
+    """What f_θ needs of a style: its feature mean (B, C) and colouring matrix (B, C, C)."""
+
+    mean: torch.Tensor
+    colour: torch.Tensor
+
+
+def style_code(stats: FeatureStats, kind: str) -> StyleCode:
+    return StyleCode(stats.mean, whiten_colour(stats, kind)[0])
+
+
+def affine_map(
+    content: FeatureStats,
+    styles: list[StyleCode],
+    weights: list[float],
+    kind: str,
+    alpha: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """T (B, C, C) and b (B, C) such that t = T f + b; several styles mix as Σ wᵢ (Tᵢ f + bᵢ).
+
+    ``alpha`` blends with the identity: α t + (1 − α) f, still one affine map.
+    """
+    whiten = whiten_colour(content, kind)[1]
+    colour = sum(w * s.colour for w, s in zip(weights, styles))
+    mean_s = sum(w * s.mean for w, s in zip(weights, styles))
+    t = colour @ whiten
+    b = mean_s - (t @ content.mean[:, :, None])[:, :, 0]
+    eye = torch.eye(t.shape[-1], dtype=t.dtype, device=t.device)
+    return alpha * t + (1 - alpha) * eye, alpha * b
+
+
+def apply_affine(f: torch.Tensor, t: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """t = T f + b at every position of f (B, C, H, W), computed in fp32."""
+    out = torch.einsum("bij,bjhw->bihw", t, f.float()) + b[:, :, None, None]
+    return out.contiguous(memory_format=torch.channels_last) if _is_cl(f) else out
+
+
+def _is_cl(f: torch.Tensor) -> bool:
+    return f.dim() == 4 and f.is_contiguous(memory_format=torch.channels_last) and f.shape[1] > 1
+
