@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 from styler.cli import build_parser, main
+from styler.config import LossConfig
 from styler.model import DEFAULT_WEIGHTS, StyleNet
+from styler.params import REFINE_ITERS, FastRequest, SolveRequest
 
 
 def _pattern(w: int, h: int, seed: int) -> Image.Image:
@@ -39,7 +41,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     paths["huge"] = d / "huge.png"
     Image.new("1", (20000, 20000)).save(paths["huge"])
     paths["model"] = d / "tiny.safetensors"
-    StyleNet().save(paths["model"])
+    StyleNet.build(seed=0).save(paths["model"])
     return paths
 
 
@@ -69,7 +71,8 @@ def test_fast_options_change_the_output(files, tmp_path, capsys):
     }.items():
         out = tmp_path / f"{name}.png"
         styles = [files["style"], files["style2"]] if name == "mix" else [files["style"]]
-        assert run(["fast", files["content"], *styles, "-o", out, "--size", 32, *extra], capsys)[0] == 0
+        args = ["fast", files["content"], *styles, "-o", out, "--size", 32, *extra]
+        assert run(args, capsys)[0] == 0  # the shipped model: an untrained one ignores options
         outs[name] = np.asarray(Image.open(out), dtype=np.int16)
     for name in ("alpha0", "mix", "color"):
         assert np.abs(outs[name] - outs["plain"]).mean() > 0.5, name
@@ -87,14 +90,16 @@ def test_slow_lowers_the_loss_and_reports_it(files, tmp_path, capsys):
 def test_refine_and_slow_init_fast_start_from_the_network(files, tmp_path, capsys):
     for cmd in (["refine"], ["slow", "--init", "fast"]):
         out = tmp_path / "refined.png"
-        code, stdout, _ = run([*cmd, files["content"], files["style"], "-o", out, "--size", 32, "--iters", 2, "--weights", files["model"]], capsys)
+        args = [files["content"], files["style"], "-o", out, "--size", 32, "--iters", 2]
+        code, stdout, _ = run([*cmd, *args, "--weights", files["model"]], capsys)
         assert code == 0 and out.exists()
         assert "2 iterations" in stdout
 
 
 def test_compare_prints_both_rows_and_writes_the_sheet(files, tmp_path, capsys):
     sheet = tmp_path / "sheet.png"
-    code, stdout, _ = run(["compare", files["content"], files["style"], "-o", sheet, "--size", 32, "--iters", 3, "--sheet-height", 40], capsys)
+    args = [files["content"], files["style"], "-o", sheet, "--size", 32, "--iters", 3]
+    code, stdout, _ = run(["compare", *args, "--sheet-height", 40, "--weights", files["model"]], capsys)
     assert code == 0
     assert re.search(r"^fast \(f_θ\)\s+[\d.]+s", stdout, re.M)
     assert re.search(r"^slow \(3 it\)\s+[\d.]+s", stdout, re.M)
@@ -107,8 +112,9 @@ def test_train_command_exports_a_loadable_model(files, tmp_path, capsys):
         for i, n in enumerate(names):
             _pattern(48, 40, i + 10).save(tmp_path / kind / n)
     run_dir = tmp_path / "run"
-    args = ["train", tmp_path / "content", tmp_path / "style", "--out", run_dir, "--steps", 2, "--batch", 2, "--size", 32,
-            "--workers", 0, "--device", "cpu", "--holdout", ""]  # fmt: skip
+    args = ["train", tmp_path / "content", tmp_path / "style", "--out", run_dir, "--steps", 2,
+            "--recon-steps", 1, "--batch", 2, "--size", 32, "--resize", 40, "--workers", 0,
+            "--device", "cpu"]  # fmt: skip
     code, stdout, _ = run(args, capsys)
     assert code == 0, stdout
     model = StyleNet.load(run_dir / "model.safetensors")
@@ -127,7 +133,8 @@ def test_train_command_exports_a_loadable_model(files, tmp_path, capsys):
 )
 def test_bad_content_image_is_one_clear_line_and_exit_2(files, tmp_path, capsys, case, fragment):
     src = files.get(case, tmp_path / "nope.jpg")
-    code, stdout, err = run(["fast", src, files["style"], "-o", tmp_path / "o.png", "--weights", files["model"]], capsys)
+    args = ["fast", src, files["style"], "-o", tmp_path / "o.png", "--weights", files["model"]]
+    code, stdout, err = run(args, capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and str(src) in lines[0] and fragment in lines[0]
@@ -164,7 +171,8 @@ def test_unusual_image_modes_are_accepted(files, tmp_path, capsys, mode):
     else:
         im = im.convert(mode)
     im.save(src)
-    code, _, err = run(["fast", src, files["style"], "-o", tmp_path / "o.png", "--size", 32, "--weights", files["model"]], capsys)
+    args = ["fast", src, files["style"], "-o", tmp_path / "o.png", "--size", 32]
+    code, _, err = run([*args, "--weights", files["model"]], capsys)
     assert code == 0, err
     assert Image.open(tmp_path / "o.png").mode == "RGB"
 
@@ -191,9 +199,33 @@ def test_eval_without_data_names_the_missing_option(monkeypatch, capsys):
 
 def test_console_entry_point_runs(files, tmp_path):
     out = tmp_path / "o.webp"
+    args = ["fast", files["content"], files["style"], "-o", out, "--size", "32"]
     proc = subprocess.run(
-        [sys.executable, "-m", "styler.cli", "fast", files["content"], files["style"], "-o", out, "--size", "32", "--weights", files["model"]],
+        [sys.executable, "-m", "styler.cli", *args, "--weights", files["model"]],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).format == "WEBP"
+
+
+def _defaults(command: str) -> dict:
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command]  # noqa: SLF001
+    dests = [a.dest for a in sub._actions] + ["init"]  # noqa: SLF001
+    return {dest: sub.get_default(dest) for dest in dests}
+
+
+def test_option_defaults_come_from_the_typed_requests():
+    fast, slow, refine = _defaults("fast"), _defaults("slow"), _defaults("refine")
+    assert fast["alpha"] == FastRequest().alpha and fast["size"] == FastRequest().size
+    assert slow["iters"] == SolveRequest().iters and slow["init"] == SolveRequest().init
+    assert refine["iters"] == REFINE_ITERS and refine["init"] == "fast"
+    assert slow["style_weight"] == LossConfig().style_weight == _defaults("train")["style_weight"]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["slow", "--help"], ["fast", "x.png"], ["eval", "-x"]])
+def test_help_and_argument_errors_do_not_import_torch(args):
+    code = f"import sys; from styler.cli import main\ntry: main({args!r})\nexcept SystemExit: pass\n"
+    code += "assert 'torch' not in sys.modules, 'torch was imported'"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,148 @@
+"""Typed requests of the fast path, the solver and the evaluation: every default defined here, once.
+
+The CLI derives its options (defaults and help) from these dataclasses, the API validates its form
+fields into them, the job store serializes them and the evaluation builds them. A field's
+``metadata`` holds its ``help`` and, where its values are a closed set, its ``choices``. This module
+imports no torch, so ``styler --help`` and argument errors stay fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .config import PRECISIONS, LossConfig
+
+SIZE = 512  # shorter side in pixels of content and style
+ITERS = 300  # solver iterations of `slow`, `compare` and an API job
+REFINE_ITERS = 20  # solver iterations after f_θ (`refine`)
+MAX_SIDE = 4096  # longest side of an image the CLI processes
+MIN_SIDE = 16  # smallest side f_θ and the VGG can work with (three 2× poolings)
+INITS = ("content", "noise", "fast")
+OPTIMIZERS = ("lbfgs", "adam")
+
+
+def _opt(default: Any, text: str, choices: tuple[str, ...] | None = None) -> Any:
+    meta = {"help": text, **({"choices": choices} if choices else {})}
+    return field(default=default, metadata=meta)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """How content and styles are read and the networks run; shared by both requests."""
+
+    size: int = _opt(SIZE, "shorter side in pixels of content and style; 0 keeps the original")
+    style_weights: tuple[float, ...] | None = _opt(
+        None, "one weight per style image, comma-separated: 0.7,0.3 (default: equal)"
+    )
+    precision: str = _opt("auto", "network precision; auto: bf16 where it is native", PRECISIONS)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.size <= MAX_SIDE:
+            raise ValueError(f"size must be between 0 (keep) and {MAX_SIDE}, not {self.size}")
+        if self.style_weights is not None:
+            weights = tuple(float(w) for w in self.style_weights)
+            if not weights or not all(math.isfinite(w) and w >= 0 for w in weights):
+                raise ValueError("style weights must be finite and non-negative")
+            if sum(weights) <= 0:
+                raise ValueError("style weights must not all be zero")
+            object.__setattr__(self, "style_weights", weights)
+        _check_choice("precision", self.precision, PRECISIONS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        """The request a :meth:`to_dict` (possibly through JSON) describes; unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        if isinstance(values.get("loss"), dict):
+            values["loss"] = LossConfig.from_dict(values["loss"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class FastRequest(Inputs):
+    """f_θ(content, styles): one forward pass."""
+
+    alpha: float = _opt(1.0, "content–style trade-off: 0 = the content, 1 = full style")
+    preserve_color: bool = _opt(False, "keep the content's colours (luminance-only transfer)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], not {self.alpha}")
+
+
+@dataclass(frozen=True)
+class SolveRequest(Inputs):
+    """The solver: minimize L(x; c, s) over the pixels of x."""
+
+    init: str = _opt("content", "start image: the content, noise, or f_θ's output", INITS)
+    iters: int = _opt(ITERS, "solver iterations")
+    optimizer: str = _opt("lbfgs", "L-BFGS or Adam", OPTIMIZERS)
+    lr: float | None = _opt(None, "step size (default: 1 for L-BFGS, 0.02 for Adam)")
+    seed: int = _opt(0, "seed of the noise start image")
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("init", self.init, INITS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.iters < 0:
+            raise ValueError(f"iters must be ≥ 0, not {self.iters}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, not {self.lr}")
+
+
+# Sized for a busy 2-core CPU, where one L-BFGS iteration at 128 px takes 2–5 s: 3 × 35 iterations.
+QUICK = {"size": 128, "pairs": 3, "iters": (0, 5, 10, 25), "refine": (5, 10)}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """``styler eval``: f_θ, the solver after K iterations and f_θ + R iterations, scored by one L.
+
+    ``quick`` replaces size/pairs/iters/refine by :data:`QUICK` where they equal their defaults
+    (so an explicit value wins unless it is the default itself).
+    """
+
+    data: Path | None = _opt(None, "folder with content/ and style/ holding the split's files")
+    split: Path | None = _opt(None, "held-out split JSON (default: the one shipped with styler)")
+    weights: Path | None = _opt(None, "f_θ model file (default: the shipped model)")
+    out: Path = _opt(Path("eval/results"), "folder for report.json, report.md, the plot and sheet")
+    size: int = _opt(SIZE, "shorter side in pixels, content and style alike")
+    pairs: int | None = _opt(None, "the split's first N pairs (default: all)")
+    iters: tuple[int, ...] = _opt((0, 10, 25, 50, 100, 200, 400), "solver checkpoints K")
+    refine: tuple[int, ...] = _opt((5, 10, 25, 50), "refinement steps R after f_θ")
+    quick: bool = _opt(False, "a small subset (3 pairs at 128 px, K ≤ 25) for a CPU; options win")
+    device: str = _opt("auto", "cpu, cuda or auto")
+    precision: str = _opt("auto", "network precision; auto: bf16 where it is native", PRECISIONS)
+    seed: int = _opt(0, "torch seed, for repeatable figures")
+
+    def resolved(self) -> EvalConfig:
+        """Apply ``quick`` and check the values; iterations become sorted and unique."""
+        if self.data is None:
+            raise ValueError("data is required: the folder with content/ and style/")
+        paths = {k: Path(getattr(self, k)) for k in ("data", "out")}
+        cfg = replace(self, **paths, iters=tuple(self.iters), refine=tuple(self.refine))
+        if cfg.quick:
+            defaults = {f.name: f.default for f in fields(cfg)}
+            cfg = replace(cfg, **{k: v for k, v in QUICK.items() if getattr(cfg, k) == defaults[k]})
+        cfg = replace(cfg, iters=tuple(sorted(set(cfg.iters))), refine=tuple(sorted(set(cfg.refine))))
+        if not cfg.iters or min(cfg.iters + cfg.refine, default=0) < 0:
+            raise ValueError("iters must be iteration counts ≥ 0 (at least one), refine counts ≥ 0")
+        if cfg.size < 32:
+            raise ValueError(f"size must be at least 32 pixels, not {cfg.size}")
+        if cfg.pairs is not None and cfg.pairs < 1:
+            raise ValueError(f"pairs must be ≥ 1, not {cfg.pairs}")
+        _check_choice("precision", cfg.precision, PRECISIONS)
+        return cfg
