@@ -7,7 +7,8 @@ import torch
 from core_helpers import FAST_LOSS, pattern_tensor, shared_vgg
 
 from styler.losses import Objective, Targets
-from styler.solver import Progress, initial_image, solve
+from styler.engine import Engine, cpu_has_native_bf16
+from styler.solver import Progress, initial_image, solve, solve_pair
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +84,45 @@ def test_callback_sees_increasing_steps_and_can_stop_early(problem):
     assert len(result.history) == 4
     assert seen[-1].terms == result.history[-1]
     assert seen[-1].image.shape == content.shape
+
+
+def test_progress_reports_the_terms_the_optimizer_computed(problem):
+    obj, content, targets = problem
+    seen = []
+    result = solve(obj, content, targets, iters=3, callback=lambda p: seen.append(p.terms["total"]))
+    assert seen == [row["total"] for row in result.history[1:]]
+
+
+def test_coarse_to_fine_solves_at_half_size_first_and_ends_at_full_size():
+    obj = Objective(FAST_LOSS, shared_vgg("relu4_1"))
+    content, style = pattern_tensor(256, 256, seed=0), pattern_tensor(64, 64, seed=4)
+    sizes = []
+    result = solve_pair(obj, content, [style], iters=6,
+                        callback=lambda p: sizes.append(p.image.shape[-1]))  # fmt: skip
+    assert sizes == [128, 128, 128, 256, 256, 256]
+    assert [row["step"] for row in result.history] == list(range(7))
+    assert result.image.shape == content.shape
+    assert result.history[-1]["total"] < result.history[0]["total"]
+
+
+def test_a_resumed_solve_continues_from_its_step_and_image():
+    obj = Objective(FAST_LOSS, shared_vgg("relu4_1"))
+    content, style = pattern_tensor(256, 256, seed=0), pattern_tensor(64, 64, seed=4)
+    half = solve_pair(obj, content, [style], iters=6,
+                      callback=lambda p: p.step == 4)  # fmt: skip  # stop after step 4
+    assert half.history[-1]["step"] == 4
+    steps = []
+    rest = solve_pair(obj, content, [style], iters=6, init=half.image, first_step=4,
+                      callback=lambda p: steps.append(p.step))  # fmt: skip
+    assert steps == [5, 6] and rest.image.shape == content.shape
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
+def test_bf16_loss_network_reaches_the_fp32_loss_within_one_percent():
+    obj = Objective(FAST_LOSS, shared_vgg("relu4_1"))
+    content = pattern_tensor(96, 96, seed=0)
+    targets = obj.targets(content, [pattern_tensor(80, 80, seed=4)])
+    fp32 = solve(obj, content, targets, iters=60).final["total"]
+    bf16 = solve(obj, content, targets, iters=60, engine=Engine.create("cpu", "bf16"))
+    rescored = obj(bf16.image, targets)["total"].item()  # scored in fp32, like with like
+    assert abs(rescored - fp32) <= 0.01 * fp32
