@@ -254,8 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = command("fast", "stylize with f_θ: one forward pass",
-                "Stylize CONTENT with one or more STYLE images using the network f_θ.", cmd_fast)
+    p = command(
+        "fast",
+        "stylize with f_θ: one forward pass",
+        "Stylize CONTENT with one or more STYLE images using the network f_θ.",
+        cmd_fast,
+    )
     _add_io(p)
     add_options(p, FastRequest)
 
@@ -266,34 +270,54 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(p, SolveRequest)
     _add_save_every(p)
 
-    p = command("refine", "f_θ's output + a few solver steps (semi-amortized)",
-                "Run f_θ, then a few solver iterations started from its output.", cmd_solve)
+    p = command(
+        "refine",
+        "f_θ's output + a few solver steps (semi-amortized)",
+        "Run f_θ, then a few solver iterations started from its output.",
+        cmd_solve,
+    )
     _add_io(p)
     add_options(p, SolveRequest, skip=("init",), iters=REFINE_ITERS)
     p.set_defaults(init="fast")
     _add_save_every(p)
 
-    p = command("compare", "fast vs slow on one pair: times, loss terms, and a sheet",
-                "Run f_θ and the solver (from the content) on the same pair; print time and L's "
-                "terms for each and write a sheet (content | style | fast | slow).", cmd_compare)
+    p = command(
+        "compare",
+        "fast vs slow on one pair: times, loss terms, and a sheet",
+        "Run f_θ and the solver (from the content) on the same pair; print time and L's "
+        "terms for each and write a sheet (content | style | fast | slow).",
+        cmd_compare,
+    )
     _add_io(p, many_styles=False)
     add_options(p, SolveRequest, skip=("init", "style_weights"))
     p.add_argument("--sheet-height", type=int, default=256,
                    help="height of each tile in the sheet (default 256)")  # fmt: skip
 
-    p = command("train", "train f_θ on folders of content and style images",
-                "Amortized training: minimize the shared L over random (content, style) crops. "
-                "Running it again resumes from OUT's checkpoint.", cmd_train)
+    p = command(
+        "train",
+        "train f_θ on folders of content and style images",
+        "Amortized training: minimize the shared L over random (content, style) crops. "
+        "Running it again resumes from OUT's checkpoint.",
+        cmd_train,
+    )
     add_options(p, TrainConfig)
 
-    p = command("eval", "measure the amortization gap on the held-out split",
-                "Score f_θ, the solver after K iterations and f_θ + R refinement steps with the "
-                "same L on held-out pairs.", cmd_eval)
+    p = command(
+        "eval",
+        "measure the amortization gap on the held-out split",
+        "Score f_θ, the solver after K iterations and f_θ + R refinement steps with the "
+        "same L on held-out pairs.",
+        cmd_eval,
+    )
     add_options(p, EvalConfig, data=os.environ.get("STYLER_DATA"))
 
-    p = command("bench", "time the fast and slow paths on this machine",
-                "Fast-path time per image (first run and median), solver time per iteration, "
-                "peak memory, precision.", cmd_bench)
+    p = command(
+        "bench",
+        "time the fast and slow paths on this machine",
+        "Fast-path time per image (first run and median), solver time per iteration, "
+        "peak memory, precision.",
+        cmd_bench,
+    )
     _add_runtime(p)
     add_options(p, Inputs, skip=("size", "style_weights"))
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024],
@@ -303,11 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5,
                    help="timed runs per size after the first (default 5)")  # fmt: skip
 
-    p = command("serve", "run the web page and REST API",
-                "Serve the web page and the REST API (FastAPI + uvicorn); settings are "
-                "STYLER_* environment variables (see the README).", cmd_serve)
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on; 0.0.0.0 for all interfaces (default 127.0.0.1)")
+    p = command(
+        "serve",
+        "run the web page and REST API",
+        "Serve the web page and the REST API (FastAPI + uvicorn); settings are "
+        "STYLER_* environment variables (see the README).",
+        cmd_serve,
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 for all interfaces (default 127.0.0.1)",
+    )
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     return ap

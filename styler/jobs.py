@@ -1,14 +1,12 @@
-"""Background jobs for the slow path: an SQLite record of every job and a bounded pool of threads.
+"""Durable background jobs for the solver: an SQLite record of every job and a pool of threads.
 
-The database (one file, stdlib ``sqlite3``) holds each job's parameters, status, progress, latest
-preview, a cancel flag and, once done, the encoded result. Everything a client asks about goes
-through it, so status, progress events, cancelling and results work from any server process
-sharing the file, and a restart loses no finished result.
-
-Inputs stay in the memory of the process that accepted the job, so a job that was queued or
-running when its process stopped cannot resume: it is marked failed, with a message, when the
-pool shuts down or, after a crash, when the next store opens the file. Jobs of other processes
-that are still alive (``uvicorn --workers N``) are left alone.
+The database (one file, stdlib ``sqlite3``) holds each job's typed request (JSON), its input
+images, status, progress, latest preview, the latest checkpoint (image + step), a cancel flag and,
+once done, the encoded result. A job accepted with 202 is therefore never lost: when a server
+starts, it takes over the unfinished jobs of processes that are gone and runs them again, from
+their checkpoint when they have one ("resumed from step N"). Jobs of server processes that are
+still alive (``uvicorn --workers N``) are left to them. Inputs and checkpoints are deleted when a
+job finishes; finished jobs are deleted ``retention_s`` after they finish.
 """
 
 from __future__ import annotations
@@ -16,12 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,30 +25,41 @@ from typing import Any
 log = logging.getLogger("styler.jobs")
 
 FINISHED = ("done", "failed", "cancelled")  # the other statuses are "queued" and "running"
-INTERRUPTED = "the server stopped before this job finished; please submit it again"
+LEGACY = "the server stopped before this job finished and its inputs were not kept; submit again"
 INTERNAL = "internal error while running the job (details are in the server log)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id         TEXT PRIMARY KEY,
     status     TEXT NOT NULL,
-    params     TEXT NOT NULL,              -- JSON
+    params     TEXT NOT NULL,              -- JSON: the typed request and the output format
     step       INTEGER NOT NULL DEFAULT 0,
     total      INTEGER NOT NULL,
     terms      TEXT NOT NULL DEFAULT '{}', -- JSON: the latest loss terms
     error      TEXT,
     cancel     INTEGER NOT NULL DEFAULT 0,
     created    REAL NOT NULL,
-    started    REAL,
+    started    REAL,                       -- the first start
     finished   REAL,
     owner      TEXT NOT NULL,              -- the JobStore instance that runs it
     pid        INTEGER NOT NULL,           -- and its process
     preview    TEXT,                       -- data URL of a small JPEG of the current image
     media_type TEXT,
     result     BLOB
-)
+);
+CREATE TABLE IF NOT EXISTS inputs (
+    job      TEXT NOT NULL,
+    position INTEGER NOT NULL,             -- 0: the content, then the styles
+    name     TEXT NOT NULL,
+    data     BLOB NOT NULL,
+    PRIMARY KEY (job, position)
+);
 """
-_FIELDS = "id, status, params, step, total, terms, error, created, started, finished, preview, media_type"
+# Columns added since the first schema; an older database gains them when it is opened.
+_ADDED = {"note": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 0", "ckpt_step": "INTEGER",
+          "ckpt": "BLOB"}  # fmt: skip
+_FIELDS = ("id, status, params, step, total, terms, error, created, started, finished, preview, "
+           "media_type, note, attempts")  # fmt: skip
 
 
 @dataclass
@@ -69,29 +76,21 @@ class Job:
     finished: float | None
     preview: str | None
     media_type: str | None
+    note: str | None  # e.g. "resumed from step 40 after a restart"
+    attempts: int  # how many times a worker started it
 
     @property
     def elapsed_s(self) -> float | None:
-        """Running time so far, or in all once finished (None while queued)."""
+        """Time since the first start, or in all once finished (None while queued)."""
         if self.started is None:
             return None
         return round((self.finished or time.time()) - self.started, 3)
 
     def to_dict(self) -> dict[str, Any]:
         """The public view: everything but the preview (sent as progress events) and the result."""
-        return {
-            "id": self.id,
-            "status": self.status,
-            "step": self.step,
-            "total": self.total,
-            "terms": self.terms,
-            "error": self.error,
-            "params": self.params,
-            "created_at": _iso(self.created),
-            "started_at": _iso(self.started),
-            "finished_at": _iso(self.finished),
-            "elapsed_s": self.elapsed_s,
-        }
+        keys = ("id", "status", "step", "total", "terms", "error", "note", "attempts", "params")
+        times = {f"{k}_at": _iso(getattr(self, k)) for k in ("created", "started", "finished")}
+        return {**{k: getattr(self, k) for k in keys}, **times, "elapsed_s": self.elapsed_s}
 
 
 def _iso(t: float | None) -> str | None:
@@ -114,15 +113,18 @@ class JobStore:
     """Jobs in one SQLite file; one connection behind a lock, shared by the server's threads."""
 
     def __init__(self, path: str | Path, retention_s: float | None = None) -> None:
-        """``retention_s``: finished jobs and their results are deleted that long after they finish (None: kept)."""
+        """``retention_s``: finished jobs are deleted that long after they finish (None: kept)."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.owner = uuid.uuid4().hex
         self.retention_s = retention_s
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
-        self._recover()
+        self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in _ADDED.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
         self.prune()
 
     def _rows(self, query: str, *args: Any) -> list[tuple]:
@@ -134,35 +136,34 @@ class JobStore:
         with self._lock:
             return self._db.execute(query, args).rowcount
 
-    def _recover(self) -> None:
-        """Fail the unfinished jobs of stores that are gone: an earlier app in this process, or a dead one."""
-        rows = self._rows("SELECT id, pid FROM jobs WHERE status IN ('queued', 'running')")
-        stale = [job_id for job_id, pid in rows if pid == os.getpid() or not _alive(pid)]
-        for job_id in stale:
-            self._fail(job_id, INTERRUPTED)
-        if stale:
-            log.warning("marked %d interrupted job(s) as failed", len(stale))
-
-    def _fail(self, job_id: str, message: str) -> None:
-        self._exec(
-            "UPDATE jobs SET status = 'failed', error = ?, finished = ? WHERE id = ? AND status IN ('queued', 'running')",
-            message, time.time(), job_id,
-        )  # fmt: skip
-
     def prune(self) -> int:
-        """Delete the finished jobs older than the retention time (run on open and on each new job); how many."""
+        """Delete the finished jobs older than the retention time; how many."""
         if self.retention_s is None:
             return 0
         statuses = ", ".join(f"'{s}'" for s in FINISHED)
-        return self._exec(f"DELETE FROM jobs WHERE status IN ({statuses}) AND finished < ?", time.time() - self.retention_s)
+        cutoff = time.time() - self.retention_s
+        return self._exec(f"DELETE FROM jobs WHERE status IN ({statuses}) AND finished < ?", cutoff)
 
-    def add(self, params: dict[str, Any], total: int) -> Job:
+    def add(self, params: dict[str, Any], total: int, inputs: list[tuple[str, bytes]]) -> Job:
+        """A queued job with its inputs (content first), stored in one transaction."""
         self.prune()
         job_id = uuid.uuid4().hex
-        self._exec(
-            "INSERT INTO jobs (id, status, params, total, created, owner, pid) VALUES (?, 'queued', ?, ?, ?, ?, ?)",
-            job_id, json.dumps(params), total, time.time(), self.owner, os.getpid(),
-        )  # fmt: skip
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO jobs (id, status, params, total, created, owner, pid) "
+                    "VALUES (?, 'queued', ?, ?, ?, ?, ?)",
+                    (job_id, json.dumps(params), total, time.time(), self.owner, os.getpid()),
+                )
+                self._db.executemany(
+                    "INSERT INTO inputs (job, position, name, data) VALUES (?, ?, ?, ?)",
+                    [(job_id, i, name, data) for i, (name, data) in enumerate(inputs)],
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
         job = self.get(job_id)
         assert job is not None
         return job
@@ -175,119 +176,112 @@ class JobStore:
         job.params, job.terms = json.loads(job.params), json.loads(job.terms)
         return job
 
+    def inputs(self, job_id: str) -> list[tuple[str, bytes]]:
+        q = "SELECT name, data FROM inputs WHERE job = ? ORDER BY position"
+        return [(name, bytes(data)) for name, data in self._rows(q, job_id)]
+
     def result(self, job_id: str) -> tuple[bytes, str] | None:
-        rows = self._rows("SELECT result, media_type FROM jobs WHERE id = ? AND status = 'done'", job_id)
+        q = "SELECT result, media_type FROM jobs WHERE id = ? AND status = 'done'"
+        rows = self._rows(q, job_id)
         return rows[0] if rows else None
 
-    def start(self, job_id: str) -> bool:
-        """queued → running; False if the job was cancelled meanwhile."""
-        return self._exec("UPDATE jobs SET status = 'running', started = ? WHERE id = ? AND status = 'queued' AND cancel = 0", time.time(), job_id) == 1
+    def checkpoint(self, job_id: str, step: int, state: bytes) -> None:
+        """Keep the solver's state at ``step`` (one UPDATE: atomic)."""
+        self._exec("UPDATE jobs SET ckpt_step = ?, ckpt = ? WHERE id = ?", step, state, job_id)
 
-    def progress(self, job_id: str, step: int, terms: dict[str, float], preview: str | None) -> bool:
-        """Record a step (keeping the last preview when there is no new one); True if a cancel was asked."""
-        self._exec("UPDATE jobs SET step = ?, terms = ?, preview = COALESCE(?, preview) WHERE id = ?", step, json.dumps(terms), preview, job_id)
+    def resume_point(self, job_id: str) -> tuple[int, bytes] | None:
+        rows = self._rows("SELECT ckpt_step, ckpt FROM jobs WHERE id = ?", job_id)
+        return (rows[0][0], bytes(rows[0][1])) if rows and rows[0][1] is not None else None
+
+    def start(self, job_id: str) -> bool:
+        """queued → running (a run after an earlier one says how it goes on); False if the job
+        was cancelled or taken by another store meanwhile."""
+        with self._lock:
+            rows = self._rows("SELECT attempts, ckpt_step FROM jobs WHERE id = ?", job_id)
+            if not rows:
+                return False
+            attempts, ckpt_step = rows[0]
+            note = None
+            if attempts:
+                how = f"resumed from step {ckpt_step}" if ckpt_step else "restarted from step 0"
+                note = f"{how} after a server restart"
+            return self._exec(
+                "UPDATE jobs SET status = 'running', started = COALESCE(started, ?), "
+                "attempts = attempts + 1, note = COALESCE(?, note) "
+                "WHERE id = ? AND status = 'queued' AND cancel = 0 AND owner = ?",
+                time.time(), note, job_id, self.owner,
+            ) == 1  # fmt: skip
+
+    def progress(
+        self, job_id: str, step: int, terms: dict[str, float], preview: str | None
+    ) -> bool:
+        """Record a step (keeping the last preview when there is no new one); True if a cancel
+        was asked."""
+        self._exec(
+            "UPDATE jobs SET step = ?, terms = ?, preview = COALESCE(?, preview) WHERE id = ?",
+            step, json.dumps(terms), preview, job_id,
+        )  # fmt: skip
         return bool(self._rows("SELECT cancel FROM jobs WHERE id = ?", job_id)[0][0])
 
-    def finish(self, job_id: str, status: str, error: str | None = None, result: bytes | None = None, media_type: str | None = None) -> None:
-        self._exec(
-            "UPDATE jobs SET status = ?, error = ?, result = ?, media_type = ?, finished = ? WHERE id = ?",
-            status, error, result, media_type, time.time(), job_id,
-        )  # fmt: skip
+    def finish(self, job_id: str, status: str, error: str | None = None,
+               result: bytes | None = None, media_type: str | None = None) -> bool:  # fmt: skip
+        """running → done, failed or cancelled, once, by the store that runs it; its inputs and
+        checkpoint are dropped."""
+        with self._lock:
+            done = self._exec(
+                "UPDATE jobs SET status = ?, error = ?, result = ?, media_type = ?, finished = ?, "
+                "ckpt = NULL WHERE id = ? AND status = 'running' AND owner = ?",
+                status, error, result, media_type, time.time(), job_id, self.owner,
+            )  # fmt: skip
+            self._exec("DELETE FROM inputs WHERE job = ?", job_id)
+        return done == 1
+
+    def requeue(self, job_id: str) -> None:
+        """running → queued: a run stopped by a shutdown; the next server takes it over."""
+        self._exec("UPDATE jobs SET status = 'queued' WHERE id = ? AND status = 'running'", job_id)
 
     def cancel(self, job_id: str) -> Job | None:
         """Flag the job; a queued one is cancelled at once, a running one at its next step."""
-        self._exec("UPDATE jobs SET cancel = 1 WHERE id = ? AND status IN ('queued', 'running')", job_id)
-        self._exec("UPDATE jobs SET status = 'cancelled', finished = ? WHERE id = ? AND status = 'queued'", time.time(), job_id)
+        with self._lock:
+            unfinished = "status IN ('queued', 'running')"
+            self._exec(f"UPDATE jobs SET cancel = 1 WHERE id = ? AND {unfinished}", job_id)
+            cancelled = self._exec(
+                "UPDATE jobs SET status = 'cancelled', finished = ?, ckpt = NULL "
+                "WHERE id = ? AND status = 'queued'", time.time(), job_id,
+            )  # fmt: skip
+            if cancelled:
+                self._exec("DELETE FROM inputs WHERE job = ?", job_id)
         return self.get(job_id)
 
-    def fail_unfinished(self, message: str = INTERRUPTED) -> None:
-        """Fail this store's queued and running jobs (on shutdown)."""
-        rows = self._rows("SELECT id FROM jobs WHERE owner = ? AND status IN ('queued', 'running')", self.owner)
-        for (job_id,) in rows:
-            self._fail(job_id, message)
+    def take_over(self) -> list[str]:
+        """Claim the unfinished jobs of stores that are gone (a dead process, or an earlier store
+        in this one) and return them, oldest first, to run again; one claim wins each job."""
+        rows = self._rows(
+            "SELECT id, owner, pid, cancel, EXISTS (SELECT 1 FROM inputs WHERE job = id) "
+            "FROM jobs WHERE status IN ('queued', 'running') AND owner != ? ORDER BY created",
+            self.owner,
+        )  # fmt: skip
+        claimed = []
+        for job_id, owner, pid, cancel, has_inputs in rows:
+            if pid != os.getpid() and _alive(pid):
+                continue
+            if cancel or not has_inputs:  # no inputs: accepted by a styler that did not keep them
+                self._exec(
+                    "UPDATE jobs SET status = ?, error = ?, finished = ? "
+                    "WHERE id = ? AND owner = ?",
+                    "cancelled" if cancel else "failed", None if cancel else LEGACY, time.time(),
+                    job_id, owner,
+                )  # fmt: skip
+                continue
+            if self._exec(
+                "UPDATE jobs SET status = 'queued', owner = ?, pid = ? WHERE id = ? AND owner = ?",
+                self.owner, os.getpid(), job_id, owner,
+            ):  # fmt: skip
+                claimed.append(job_id)
+        if claimed:
+            log.warning("took over %d unfinished job(s) of a stopped server", len(claimed))
+        return claimed
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-Report = Callable[[int, dict[str, float], str | None], bool]
-"""``report(step, terms, preview)`` after each step; returns True when the work should stop."""
-Work = Callable[[dict[str, Any], Any, Report], tuple[bytes, str]]
-"""``work(params, inputs, report) -> (encoded image, media type)``; a ValueError's message is shown to the user."""
-
-
-class QueueFull(Exception):
-    """No room in the job queue; try again later."""
-
-
-class WorkerPool:
-    """``workers`` threads running ``work``; at most ``queue_size`` jobs wait for a free thread."""
-
-    def __init__(self, store: JobStore, work: Work, workers: int = 1, queue_size: int = 16) -> None:
-        self.store, self.work, self.queue_size = store, work, queue_size
-        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()  # unbounded: submit() enforces the bound
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._threads = [threading.Thread(target=self._run, name=f"styler-job-{i}", daemon=True) for i in range(workers)]
-        for t in self._threads:
-            t.start()
-
-    @property
-    def waiting(self) -> int:
-        return self._queue.qsize()
-
-    def full(self) -> bool:
-        return self.waiting >= self.queue_size
-
-    def submit(self, params: dict[str, Any], total: int, inputs: Any) -> Job:
-        with self._lock:
-            if self.full():
-                raise QueueFull(f"the job queue is full ({self.queue_size} waiting); try again later")
-            job = self.store.add(params, total)
-            self._queue.put((job.id, inputs))
-        return job
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the workers (a running job stops at its next step) and fail what is left unfinished."""
-        self._stopping.set()
-        for _ in self._threads:
-            self._queue.put(None)
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        self.store.fail_unfinished()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            try:
-                self._execute(*item)
-            except Exception:  # the store itself failed; keep the thread alive for the next job
-                log.exception("job %s: could not record its outcome", item[0])
-
-    def _execute(self, job_id: str, inputs: Any) -> None:
-        if self._stopping.is_set() or not self.store.start(job_id):
-            return
-        job = self.store.get(job_id)
-        assert job is not None
-        cancelled = False
-
-        def report(step: int, terms: dict[str, float], preview: str | None) -> bool:
-            nonlocal cancelled
-            cancelled = self.store.progress(job_id, step, terms, preview)
-            return cancelled or self._stopping.is_set()
-
-        try:
-            data, media_type = self.work(job.params, inputs, report)
-        except ValueError as e:
-            self.store.finish(job_id, "failed", error=str(e))
-        except Exception:
-            log.exception("job %s failed", job_id)
-            self.store.finish(job_id, "failed", error=INTERNAL)
-        else:
-            if self._stopping.is_set():
-                self.store.finish(job_id, "failed", error=INTERRUPTED)
-            elif cancelled:
-                self.store.finish(job_id, "cancelled")
-            else:
-                self.store.finish(job_id, "done", result=data, media_type=media_type)

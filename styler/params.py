@@ -45,8 +45,8 @@ class Inputs:
     precision: str = _opt("auto", "network precision; auto: bf16 where it is native", PRECISIONS)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.size <= MAX_SIDE:
-            raise ValueError(f"size must be between 0 (keep) and {MAX_SIDE}, not {self.size}")
+        if not (self.size == 0 or MIN_SIDE <= self.size <= MAX_SIDE):
+            raise ValueError(f"size must be 0 (keep) or {MIN_SIDE} to {MAX_SIDE}, not {self.size}")
         if self.style_weights is not None:
             weights = tuple(float(w) for w in self.style_weights)
             if not weights or not all(math.isfinite(w) and w >= 0 for w in weights):
@@ -61,7 +61,7 @@ class Inputs:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Any:
-        """The request a :meth:`to_dict` (possibly through JSON) describes; unknown keys are ignored."""
+        """The request that :meth:`to_dict` (maybe via JSON) gave; unknown keys are ignored."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
         if isinstance(values.get("loss"), dict):
@@ -137,7 +137,9 @@ class EvalConfig:
         if cfg.quick:
             defaults = {f.name: f.default for f in fields(cfg)}
             cfg = replace(cfg, **{k: v for k, v in QUICK.items() if getattr(cfg, k) == defaults[k]})
-        cfg = replace(cfg, iters=tuple(sorted(set(cfg.iters))), refine=tuple(sorted(set(cfg.refine))))
+        cfg = replace(
+            cfg, iters=tuple(sorted(set(cfg.iters))), refine=tuple(sorted(set(cfg.refine)))
+        )
         if not cfg.iters or min(cfg.iters + cfg.refine, default=0) < 0:
             raise ValueError("iters must be iteration counts ≥ 0 (at least one), refine counts ≥ 0")
         if cfg.size < 32:

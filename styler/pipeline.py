@@ -18,7 +18,8 @@ from .images import ImageError
 from .losses import LossConfig, Objective
 from .model import StyleNet, normalize_weights
 from .params import MAX_SIDE, MIN_SIDE, FastRequest, Inputs, SolveRequest
-from .solver import Progress, Result, solve as run_solver
+from .solver import Progress, Result
+from .solver import solve as run_solver
 
 Source = tuple[str, "str | Path | bytes"]
 """An input image and the name its errors use: ``("content 'photo.jpg'", b"...")``."""

@@ -1,4 +1,5 @@
-"""Shared fixtures of the service tests (test_api, test_browser, test_load); every name starts with ``api_``.
+"""Shared fixtures of the service tests (test_api, test_browser, test_load, test_durable); every
+name starts with ``api_``.
 
 Everything runs on tiny images and an untrained (but valid) model written to a temporary folder.
 """
@@ -22,8 +23,9 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from styler.api import Settings, create_app
+from styler.api import create_app
 from styler.model import StyleNet
+from styler.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +35,8 @@ def _pattern(w: int, h: int, seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
     base = np.stack([np.sin(xx / (3 + seed)), np.cos(yy / 4), np.sin((xx + yy) / 5)], -1)
-    return Image.fromarray((base * 100 + 128 + rng.normal(0, 20, (h, w, 3))).clip(0, 255).astype(np.uint8), "RGB")
+    pixels = base * 100 + 128 + rng.normal(0, 20, (h, w, 3))
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "RGB")
 
 
 def _encode(im: Image.Image, fmt: str, **options) -> bytes:
@@ -60,7 +63,7 @@ def api_images() -> dict[str, bytes]:
 @pytest.fixture(scope="session")
 def api_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("api-model") / "tiny.safetensors"
-    StyleNet().save(path)
+    StyleNet.build(seed=0).save(path)
     return path
 
 
@@ -90,20 +93,22 @@ def _wait(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "con
 
 @pytest.fixture(scope="session")
 def api_wait() -> Callable[..., None]:
-    """``api_wait(predicate, timeout=60, what=...)``: poll until true, or fail saying what did not happen."""
+    """``api_wait(predicate, timeout=60, what=...)``: poll until true, or fail saying what."""
     return _wait
 
 
 @pytest.fixture
-def api_client(api_model: StyleNet, tmp_path: Path) -> Callable[..., AbstractContextManager[TestClient]]:
+def api_client(api_model: StyleNet, tmp_path: Path) -> Callable[..., AbstractContextManager]:
     """``with api_client(max_waiting=1) as client:`` an app on a fresh data folder, model ready."""
 
     @contextmanager
-    def make(weights: str | Path | StyleNet = api_model, data_dir: Path = tmp_path / "data", **settings) -> Iterator[TestClient]:
+    def make(weights: str | Path | StyleNet = api_model, data_dir: Path = tmp_path / "data",
+             **settings) -> Iterator[TestClient]:  # fmt: skip
         app = create_app(weights, Settings(data_dir=data_dir, **settings))
         with TestClient(app, raise_server_exceptions=False) as client:
             service = app.state.service
-            _wait(lambda: service.model is not None or service.model_error is not None, what="the model")
+            loaded = lambda: service.model is not None or service.model_error is not None  # noqa: E731
+            _wait(loaded, what="the model")
             yield client
 
     return make
@@ -115,38 +120,53 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def api_spawn(model: Path, data: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    """``styler.api.serve`` in a subprocess on a free port, with its log in ``data/server.log``;
+    the process and its URL once it is ready."""
+    port = _free_port()
+    data.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "STYLER_WEIGHTS": str(model), "STYLER_DATA_DIR": str(data),
+           "STYLER_THREADS": "1", **env}  # fmt: skip
+    code = f"from styler.api import serve; serve('127.0.0.1', {port}, 1)"
+    with (data / "server.log").open("a") as log:
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO, stdout=log,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            log_text = (data / "server.log").read_text()
+            raise RuntimeError(f"the server exited with {proc.returncode}:\n{log_text}")
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    _wait(ready, 90, "the server to be ready")
+    return proc, url
+
+
+def api_stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
-def api_server(api_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., AbstractContextManager[str]]:
-    """``with api_server(STYLER_MAX_ITERS="8") as url:`` a real ``styler.api.serve`` in a subprocess, ready."""
+def api_server(api_model_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``with api_server(STYLER_MAX_ITERS="8") as url:`` a real server in a subprocess, ready."""
 
     @contextmanager
     def start(**env: str) -> Iterator[str]:
-        port = _free_port()
         data = tmp_path_factory.mktemp("server")
-        env = {**os.environ, "STYLER_WEIGHTS": str(api_model_path), "STYLER_DATA_DIR": str(data), "STYLER_THREADS": "1", **env}
-        log = (data / "server.log").open("w")
-        code = f"from styler.api import serve; serve('127.0.0.1', {port}, 1)"
-        proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {proc.returncode}:\n{(data / 'server.log').read_text()}")
-            try:
-                return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
+        proc, url = api_spawn(api_model_path, data, **env)
         try:
-            _wait(ready, 90, "the server to be ready")
             assert url in (data / "server.log").read_text(), "serve() should print its URL"
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
+            api_stop(proc)
 
     return start

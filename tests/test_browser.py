@@ -15,7 +15,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+        "--disable-background-networking", "--disable-component-update",
+        "--disable-sync"]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 LAPTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
 expect.set_options(timeout=60_000)  # a busy CPU can make the solver slow
@@ -24,7 +25,9 @@ expect.set_options(timeout=60_000)  # a busy CPU can make the solver slow
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) or set CHROMIUM=/path/to/chromium")
+        pytest.fail(
+            f"{CHROMIUM} not found: `make test` installs Debian's chromium, or set CHROMIUM="
+        )
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -60,7 +63,9 @@ def choose(page: Page, content: Path, style: Path) -> None:
     page.set_input_files("#style-input", style)
     for role in ("content", "style"):
         expect(page.locator(f"#{role}-preview")).to_be_visible()
-    page.select_option("#size", "")  # the content's own size: tiny, so the solver is quick on a CPU
+    page.select_option(
+        "#size", "0"
+    )  # the content's own size: tiny, so the solver is quick on a CPU
 
 
 def stylize(page: Page) -> None:
@@ -111,7 +116,9 @@ def test_phone_layout(browser, server, inputs):
     page = open_page(browser, server, PHONE)
     choose(page, inputs["content"], inputs["style"])
     stylize(page)
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "the page scrolls sideways"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (
+        "the page scrolls sideways"
+    )
     box = page.locator("#stylize-btn").bounding_box()
     assert box and box["width"] > PHONE["width"] * 0.8  # full-width button on a phone
     page.screenshot(path=ARTIFACTS / "4-phone.png", full_page=True)

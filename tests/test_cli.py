@@ -34,7 +34,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     _pattern(44, 36, 3).save(paths["style2"])
     paths["text"] = d / "notes.jpg"
     paths["text"].write_text("this is not an image\n")
-    full = (d / "full.jpg")
+    full = d / "full.jpg"
     _pattern(200, 160, 4).save(full, quality=95)
     paths["truncated"] = d / "truncated.jpg"
     paths["truncated"].write_bytes(full.read_bytes()[: full.stat().st_size // 2])
@@ -54,7 +54,9 @@ def run(args: list[str], capsys) -> tuple[int, str, str]:
 def test_fast_uses_shipped_weights_by_default(files, tmp_path, capsys):
     assert DEFAULT_WEIGHTS.exists(), "the shipped model must be in weights/"
     out = tmp_path / "out.jpg"
-    code, stdout, _ = run(["fast", files["content"], files["style"], "-o", out, "--size", 32], capsys)
+    code, stdout, _ = run(
+        ["fast", files["content"], files["style"], "-o", out, "--size", 32], capsys
+    )
     assert code == 0
     im = Image.open(out)
     assert min(im.size) == 32 and im.size[0] > im.size[1]  # landscape content stays landscape
@@ -80,7 +82,9 @@ def test_fast_options_change_the_output(files, tmp_path, capsys):
 
 def test_slow_lowers_the_loss_and_reports_it(files, tmp_path, capsys):
     out = tmp_path / "slow.png"
-    code, stdout, err = run(["slow", files["content"], files["style"], "-o", out, "--size", 32, "--iters", 4], capsys)
+    code, stdout, err = run(
+        ["slow", files["content"], files["style"], "-o", out, "--size", 32, "--iters", 4], capsys
+    )
     assert code == 0 and out.exists()
     before, after = map(float, re.search(r"L ([\d.]+) → ([\d.]+)", stdout).groups())
     assert after < before
@@ -99,7 +103,9 @@ def test_refine_and_slow_init_fast_start_from_the_network(files, tmp_path, capsy
 def test_compare_prints_both_rows_and_writes_the_sheet(files, tmp_path, capsys):
     sheet = tmp_path / "sheet.png"
     args = [files["content"], files["style"], "-o", sheet, "--size", 32, "--iters", 3]
-    code, stdout, _ = run(["compare", *args, "--sheet-height", 40, "--weights", files["model"]], capsys)
+    code, stdout, _ = run(
+        ["compare", *args, "--sheet-height", 40, "--weights", files["model"]], capsys
+    )
     assert code == 0
     assert re.search(r"^fast \(f_θ\)\s+[\d.]+s", stdout, re.M)
     assert re.search(r"^slow \(3 it\)\s+[\d.]+s", stdout, re.M)
@@ -151,7 +157,16 @@ def test_bad_content_image_is_one_clear_line_and_exit_2(files, tmp_path, capsys,
     ],
 )
 def test_bad_options_exit_2_with_a_message(files, tmp_path, capsys, extra, fragment):
-    args = ["fast", files["content"], files["style"], "-o", tmp_path / "o.png", "--size", 32, *extra]
+    args = [
+        "fast",
+        files["content"],
+        files["style"],
+        "-o",
+        tmp_path / "o.png",
+        "--size",
+        32,
+        *extra,
+    ]
     code, _, err = run(args, capsys)
     assert code == 2 and fragment in err and "Traceback" not in err
 
@@ -223,9 +238,13 @@ def test_option_defaults_come_from_the_typed_requests():
     assert slow["style_weight"] == LossConfig().style_weight == _defaults("train")["style_weight"]
 
 
-@pytest.mark.parametrize("args", [["--help"], ["slow", "--help"], ["fast", "x.png"], ["eval", "-x"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["slow", "--help"], ["fast", "x.png"], ["eval", "-x"]]
+)
 def test_help_and_argument_errors_do_not_import_torch(args):
-    code = f"import sys; from styler.cli import main\ntry: main({args!r})\nexcept SystemExit: pass\n"
+    code = (
+        f"import sys; from styler.cli import main\ntry: main({args!r})\nexcept SystemExit: pass\n"
+    )
     code += "assert 'torch' not in sys.modules, 'torch was imported'"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -93,7 +93,7 @@ function imageForm() {
   const form = new FormData();
   form.append("content", state.content);
   form.append("style", state.style);
-  if ($("size").value) form.append("size", $("size").value); // "": the content's own size (capped)
+  form.append("size", $("size").value); // 0: the content's own size (capped)
   form.append("format", $("format").value);
   return form;
 }
