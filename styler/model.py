@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +32,9 @@ FORMAT = "styler-wct"
 FORMAT_VERSION = 2
 ENCODER_LAYER = "relu3_1"  # the VGG19 layer the encoders stand for (the lite one is distilled to it)
 PAD = 16  # pixels of reflection around the image (a multiple of the encoder's stride, 4)
+HALO = 48  # pixels of context around a tile: more than f_θ's receptive radius, so tiles are exact
+TILE = 1024  # side of a tile's core
+TILE_PIXELS = 2 * 1024 * 1024  # images above this many pixels run in tiles (memory ∝ tile)
 LITE_WIDTHS = (16, 32, 64, 128)
 DEFAULT_WEIGHTS = resources.files("styler") / "weights" / "styler-lite.safetensors"
 
@@ -102,6 +106,26 @@ def interior(f: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return f[..., p : p + math.ceil(hw[0] / 4), p : p + math.ceil(hw[1] / 4)]
 
 
+def _auto_tile(x: torch.Tensor) -> int | None:
+    return TILE if x.shape[-2] * x.shape[-1] > TILE_PIXELS else None
+
+
+def _tiles(padded: torch.Tensor, hw: tuple[int, int], tile: int):
+    """Tiles of a padded image: (region with halo, its core's feature slices, where the core's
+    pixels go in the output and where they are in the region's output)."""
+    tile = max(4, tile - tile % 4)
+    for y0 in range(0, hw[0], tile):
+        for x0 in range(0, hw[1], tile):
+            y1, x1 = min(y0 + tile, hw[0]), min(x0 + tile, hw[1])
+            ry, rx = max(0, PAD + y0 - HALO), max(0, PAD + x0 - HALO)
+            ry1 = min(padded.shape[-2], PAD + y1 + HALO + (-(PAD + y1 + HALO)) % 4)
+            rx1 = min(padded.shape[-1], PAD + x1 + HALO + (-(PAD + x1 + HALO)) % 4)
+            fy, fx = (PAD + y0 - ry) // 4, (PAD + x0 - rx) // 4
+            core = (slice(fy, fy + math.ceil((y1 - y0) / 4)), slice(fx, fx + math.ceil((x1 - x0) / 4)))
+            at = (slice(PAD + y0 - ry, PAD + y1 - ry), slice(PAD + x0 - rx, PAD + x1 - rx))
+            yield padded[..., ry:ry1, rx:rx1], core, (slice(y0, y1), slice(x0, x1), at)
+
+
 class StyleNet(nn.Module):
     """f_θ. ``forward`` stylizes; ``style_code`` + ``stylize`` let a caller reuse a style's code."""
 
@@ -133,34 +157,71 @@ class StyleNet(nn.Module):
         padded, hw = pad_image(x)
         return self.encoder(padded), hw
 
-    def style_code(self, style: torch.Tensor) -> StyleCode:
-        f, hw = self.encode(style)
-        return style_code(FeatureStats.of(interior(f, hw)), self.transform)
+    def style_code(self, style: torch.Tensor, tile: int | None = None) -> StyleCode:
+        return style_code(self._stats(style, tile), self.transform)
 
     def decode(self, f: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         out = self.decoder(f)
         return out[..., PAD : PAD + hw[0], PAD : PAD + hw[1]]
 
+    def _stats(self, x: torch.Tensor, tile: int | None) -> FeatureStats:
+        """E's statistics over the whole image, gathered tile by tile when it is large."""
+        tile = tile or _auto_tile(x)
+        if not tile:
+            f, hw = self.encode(x)
+            return FeatureStats.of(interior(f, hw))
+        padded, _ = pad_image(x)
+        parts = [FeatureStats.of(self.encoder(region)[..., core[0], core[1]])
+                 for region, core, _ in _tiles(padded, x.shape[-2:], tile)]  # fmt: skip
+        return sum(parts[1:], parts[0])
+
     def stylize(self, content: torch.Tensor, codes: list[StyleCode],
                 style_weights: list[float] | None = None, alpha: float = 1.0,
-                preserve_color: bool = False) -> torch.Tensor:  # fmt: skip
-        """f_θ from style codes; unclamped in training (``self.training``), in [0, 1] otherwise."""
+                preserve_color: bool = False, tile: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> torch.Tensor:  # fmt: skip
+        """f_θ from style codes; unclamped in training (``self.training``), in [0, 1] otherwise.
+
+        Images above ``TILE_PIXELS`` (or any image, with ``tile``) run in tiles: the statistics
+        T and b depend on are gathered over the whole image first, then each tile is stylized
+        with ``HALO`` pixels of context and only its core kept, so the result equals the untiled
+        one and no seam can appear; memory is bounded by the tile. ``progress(done, total)``
+        is called after each tile.
+        """
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], not {alpha}")
         weights = normalize_weights(style_weights, len(codes))
-        f, hw = self.encode(content)
-        t, b = affine_map(FeatureStats.of(interior(f, hw)), codes, weights, self.transform, alpha)
-        out = self.decode(apply_affine(f, t, b), hw)
+        tile = tile or _auto_tile(content)
+        if tile:
+            stats = self._stats(content, tile)
+            t, b = affine_map(stats, codes, weights, self.transform, alpha)
+            out = self._decode_tiles(content, t, b, tile, progress)
+        else:
+            f, hw = self.encode(content)
+            stats = FeatureStats.of(interior(f, hw))
+            t, b = affine_map(stats, codes, weights, self.transform, alpha)
+            out = self.decode(apply_affine(f, t, b), hw)
         if preserve_color:
             out = keep_colors(out.float(), content)
         return out if self.training else out.float().clamp(0, 1)
 
+    def _decode_tiles(self, content: torch.Tensor, t: torch.Tensor, b: torch.Tensor, tile: int,
+                      progress: Callable[[int, int], None] | None) -> torch.Tensor:  # fmt: skip
+        padded, _ = pad_image(content)
+        out = torch.empty(content.shape, dtype=torch.float32, device=content.device)
+        tiles = list(_tiles(padded, content.shape[-2:], tile))
+        for i, (region, _, (rows, cols, at)) in enumerate(tiles):
+            y = self.decoder(apply_affine(self.encoder(region), t, b))
+            out[..., rows, cols] = y[..., at[0], at[1]].float()
+            if progress:
+                progress(i + 1, len(tiles))
+        return out
+
     def forward(self, content: torch.Tensor, styles: list[torch.Tensor], alpha: float = 1.0,
-                style_weights: list[float] | None = None,
-                preserve_color: bool = False) -> torch.Tensor:  # fmt: skip
+                style_weights: list[float] | None = None, preserve_color: bool = False,
+                tile: int | None = None) -> torch.Tensor:  # fmt: skip
         """Stylize ``content`` (B, 3, H, W in [0, 1]); each style may have its own size."""
-        codes = [self.style_code(s) for s in styles]
-        return self.stylize(content, codes, style_weights, alpha, preserve_color)
+        codes = [self.style_code(s, tile) for s in styles]
+        return self.stylize(content, codes, style_weights, alpha, preserve_color, tile)
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         """The weights a file holds: the decoder, and the encoder unless it is VGG19."""

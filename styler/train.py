@@ -152,7 +152,7 @@ def train(cfg: TrainConfig) -> Path:
                if rank == 0 and cfg.holdout else None)
     loader = iter(DataLoader(
         PairStream(contents, styles, cfg.size, cfg.resize, seed=(cfg.seed + step) * 97 + rank),
-        batch_size=cfg.batch, num_workers=cfg.workers,
+        batch_size=cfg.batch, num_workers=cfg.workers, worker_init_fn=_leave_signals_to_main,
         persistent_workers=cfg.workers > 0,
     ))  # fmt: skip
 
@@ -231,6 +231,13 @@ def evaluate_fixed(model: StyleNet, stages: dict[str, nn.Module],
 
 def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt
+
+
+def _leave_signals_to_main(worker: int) -> None:
+    """A `kill` of the whole process group must reach the trainer, which checkpoints, not kill
+    the data workers under it first."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _save(out: Path, stages: dict[str, nn.Module], opt, stage: str, step: int, elapsed: float,
