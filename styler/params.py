@@ -91,6 +91,7 @@ class SolveRequest(Inputs):
     optimizer: str = _opt("lbfgs", "L-BFGS or Adam", OPTIMIZERS)
     lr: float | None = _opt(None, "step size (default: 1 for L-BFGS, 0.02 for Adam)")
     seed: int = _opt(0, "seed of the noise start image")
+    coarse: bool = _opt(True, "solve at half size first (from 256 px up), then at full size")
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:

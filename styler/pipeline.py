@@ -7,7 +7,7 @@ functions with a typed request from :mod:`styler.params`, so each step exists on
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -18,8 +18,7 @@ from .images import ImageError
 from .losses import LossConfig, Objective
 from .model import StyleNet, normalize_weights
 from .params import MAX_SIDE, MIN_SIDE, FastRequest, Inputs, SolveRequest
-from .solver import Progress, Result
-from .solver import solve as run_solver
+from .solver import Progress, Result, solve_pair
 
 Source = tuple[str, "str | Path | bytes"]
 """An input image and the name its errors use: ``("content 'photo.jpg'", b"...")``."""
@@ -114,20 +113,14 @@ def solve(
     ``model``). Progress steps count from the request's start, so a resumed run reports
     step N + 1 … iters; the callback returning True stops it."""
     objective = objective or objective_for(req.loss, engine)
-    targets = objective.targets(pair.content, pair.styles, pair.weights)
     if start is None and req.init == "fast":
         if model is None:
             raise ValueError("init 'fast' needs f_θ")
         start = Start(0, stylize(model, engine, pair, fast_of(req)).clone())
-    init = start.image if start else req.init
-    done = start.step if start else 0
-
-    def report(p: Progress) -> bool | None:
-        return callback(replace(p, step=p.step + done, total=req.iters)) if callback else None
-
-    return run_solver(
-        objective, pair.content, targets, req.iters - done, req.optimizer, init, req.lr, req.seed,
-        report,
+    return solve_pair(
+        objective, pair.content, pair.styles, pair.weights, req.iters, req.optimizer,
+        start.image if start else req.init, req.lr, req.seed, callback, engine,
+        start.step if start else 0, req.coarse,
     )  # fmt: skip
 
 
