@@ -146,6 +146,8 @@ def train(cfg: TrainConfig) -> Path:
             note = f"; changed settings (old, new): {changed}" if changed else ""
             print(f"resuming {ckpt_path} at step {step}{note}")
     model.config = settings
+    if step >= cfg.steps and rank == 0:
+        print(f"{out}: already at step {step} of {cfg.steps}")
     log = CsvLog(out / "log.csv", step) if rank == 0 else None
     held = CsvLog(out / "heldout.csv", step) if rank == 0 else None
     heldout = (fixed_pairs(cfg.content_dir, cfg.style_dir, cfg.holdout, cfg.eval_pairs)
@@ -201,18 +203,21 @@ def train(cfg: TrainConfig) -> Path:
             if held and heldout and (step % cfg.eval_every == 0 or step == cfg.steps):
                 held.write({"step": step, "stage": stage_name, **evaluate_fixed(
                     model, stages, heldout, engine)})  # fmt: skip
-            if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
-                _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings, cfg)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                replicas = replica_checksums(model)  # every rank takes part
+                if rank == 0:
+                    _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings,
+                          replicas)  # fmt: skip
     except KeyboardInterrupt:
         if rank == 0:
             print(f"\ninterrupted at step {step}; saving a checkpoint")
-            _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings, cfg)
+            _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings)
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, old_sigterm)
         bar.close()
     if rank == 0 and not (out / "model.safetensors").exists():
-        _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings, cfg)
+        _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings)
     return out / "model.safetensors"
 
 
@@ -229,6 +234,16 @@ def evaluate_fixed(model: StyleNet, stages: dict[str, nn.Module],
     return {"recon": recon["total"].item(), **scores}
 
 
+def replica_checksums(model: StyleNet) -> list[float]:
+    """Each rank's sum of its trained weights (one entry without torchrun): equal when in sync."""
+    total = torch.stack([v.double().sum() for v in model.trained_state().values()]).sum()
+    if not dist.is_initialized():
+        return [total.item()]
+    gathered = [torch.zeros_like(total) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, total)
+    return [g.item() for g in gathered]
+
+
 def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
@@ -241,12 +256,13 @@ def _leave_signals_to_main(worker: int) -> None:
 
 
 def _save(out: Path, stages: dict[str, nn.Module], opt, stage: str, step: int, elapsed: float,
-          settings: dict, cfg: TrainConfig) -> None:  # fmt: skip
-    """Checkpoint (atomically) and export the model and the curves."""
+          settings: dict, replicas: list[float] | None = None) -> None:  # fmt: skip
+    """Checkpoint (atomically) and export the model and the curves (rank 0 only)."""
     trained = {k: v for k, v in stages["recon"].state_dict().items() if not k.startswith("vgg.")
                and not k.startswith("model.encoder.vgg.")}  # fmt: skip
     state = {"recon": trained, "optimizer": opt.state_dict() if opt else {},
-             "stage": stage, "step": step, "elapsed_s": elapsed, "settings": settings}  # fmt: skip
+             "stage": stage, "step": step, "elapsed_s": elapsed, "settings": settings,
+             "replicas": replicas}  # fmt: skip
     tmp = out / "checkpoint.pt.tmp"
     torch.save(state, tmp)
     tmp.replace(out / "checkpoint.pt")
