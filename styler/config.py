@@ -111,7 +111,7 @@ class TrainConfig:
     device: str = field(default="auto", **_help("cpu, cuda or auto"))
     precision: str = field(default="auto", **_help("auto (bf16 where native), bf16 or fp32"))
     threads: int = field(default=0, **_help("torch threads; 0 = torch's default"))
-    workers: int = field(default=1, **_help("data-loading processes"))
+    workers: int = field(default=0, **_help("data-loading processes (0: in the trainer)"))
     seed: int = field(default=0, **_help("seed of the data order, crops and initial weights"))
     ckpt_every: int = field(default=100, **_help("checkpoint and export every N steps"))
     log_every: int = field(default=10, **_help("log the mean training loss every N steps"))

@@ -175,7 +175,7 @@ def train(cfg: TrainConfig) -> Path:
                 if ck and ck.get("stage") == stage_name:
                     opt.load_state_dict(ck["optimizer"])
                 wrapped = DistributedDataParallel(stage) if world > 1 else stage
-            content, style = (engine.tensor(x) for x in next(loader))
+            content, style = (engine.tensor(x) for x in _next(loader))
             model.train()
             with engine.autocast():
                 if stage_name == "recon":
@@ -208,7 +208,8 @@ def train(cfg: TrainConfig) -> Path:
                 if rank == 0:
                     _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings,
                           replicas)  # fmt: skip
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, WorkerKilled):
+        loader = None  # stops the data workers first, so none dies under the save
         if rank == 0:
             print(f"\ninterrupted at step {step}; saving a checkpoint")
             _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings)
@@ -244,14 +245,25 @@ def replica_checksums(model: StyleNet) -> list[float]:
     return [g.item() for g in gathered]
 
 
+class WorkerKilled(Exception):
+    """A data worker was killed (a `kill` of the process group): stop and checkpoint."""
+
+
+def _next(loader):
+    try:
+        return next(loader)
+    except RuntimeError as e:
+        if "DataLoader worker" in str(e):
+            raise WorkerKilled(str(e)) from None
+        raise
+
+
 def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
 def _leave_signals_to_main(worker: int) -> None:
-    """A `kill` of the whole process group must reach the trainer, which checkpoints, not kill
-    the data workers under it first."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """Ctrl-C reaches the whole process group: the trainer handles it (and checkpoints)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
