@@ -1,7 +1,8 @@
 # styler's web page and REST API on port 8000, on the CPU.
 #   docker build -t styler .
 #   docker run -p 8000:8000 -v styler-data:/data styler
-# Settings are environment variables (STYLER_MAX_SIZE, STYLER_JOB_WORKERS …: see styler/api.py).
+# Settings are environment variables (STYLER_MAX_SIZE, STYLER_JOB_WORKERS …: styler/settings.py).
+# Accepted jobs and their inputs live in /data: a restarted container finishes them.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,8 +16,8 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 WORKDIR /app
 COPY . .
-# Editable, so styler finds weights/ and web/ next to its package, as in a checkout.
-RUN pip install --extra-index-url "$TORCH_INDEX" -c constraints.txt -e . \
+# A regular install: the web page, the shipped model and the split are package data.
+RUN pip install --extra-index-url "$TORCH_INDEX" -c constraints.txt . \
     && useradd --create-home --uid 10001 styler \
     && mkdir -p /data && chown styler /data
 

@@ -1,12 +1,15 @@
 # Two commands: `make run` serves the app with the shipped model, `make test` runs the tests.
-# Both create the virtual environment (.venv) and install styler into it when needed.
-PYTHON ?= python3
-VENV   ?= .venv
-PY     := $(VENV)/bin/python
-HOST   ?= 127.0.0.1
-PORT   ?= 8000
+# Both create the virtual environment (.venv) and install styler into it when needed; `make test`
+# also installs Debian's chromium for the browser tests when it is missing (apt-get as root,
+# sudo otherwise).
+PYTHON   ?= python3
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+CHROMIUM ?= /usr/bin/chromium
+HOST     ?= 127.0.0.1
+PORT     ?= 8000
 
-.PHONY: run test install bench eval-quick clean
+.PHONY: run test install browser lint bench eval-quick clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,11 +19,21 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 run: install
 	$(VENV)/bin/styler serve --host $(HOST) --port $(PORT)
 
-test: install
-	$(PY) -m pytest -q
+test: install browser
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check styler tests && $(VENV)/bin/ruff format --check styler tests
 
 bench: install
 	$(VENV)/bin/styler bench

@@ -120,7 +120,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def api_spawn(model: Path, data: Path, **env: str) -> tuple[subprocess.Popen, str]:
+def api_spawn(
+    model: Path, data: Path, cwd: Path = REPO, **env: str
+) -> tuple[subprocess.Popen, str]:
     """``styler.api.serve`` in a subprocess on a free port, with its log in ``data/server.log``;
     the process and its URL once it is ready."""
     port = _free_port()
@@ -129,7 +131,7 @@ def api_spawn(model: Path, data: Path, **env: str) -> tuple[subprocess.Popen, st
            "STYLER_THREADS": "1", **env}  # fmt: skip
     code = f"from styler.api import serve; serve('127.0.0.1', {port}, 1)"
     with (data / "server.log").open("a") as log:
-        proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=cwd, stdout=log,
                                 stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
 

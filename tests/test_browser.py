@@ -1,7 +1,7 @@
 """The web page in a real browser: Debian's chromium, driven by Playwright, against a live server.
 
-Screenshots go to test-artifacts/. CI installs chromium (.ci/run), so a missing browser is a
-failure with a message, not a skip.
+Screenshots go to test-artifacts/. ``make test`` installs chromium when it is missing, so a
+missing browser is a failure with a message, not a skip.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def server(api_server) -> Iterator[str]:
-    with api_server(STYLER_MAX_ITERS="300") as url:
+    with api_server(STYLER_MAX_ITERS="5000") as url:
         yield url
 
 
@@ -95,8 +95,8 @@ def test_stylize_refine_cancel_and_errors(browser, server, inputs):
     assert page.eval_on_selector("#refine-img", "img => img.naturalWidth") > 0
     page.screenshot(path=ARTIFACTS / "2-refined.png", full_page=True)
 
-    # Cancel a long refinement once it has started.
-    page.fill("#iters", "300")
+    # Cancel a refinement far too long to end first, once it has started.
+    page.fill("#iters", "5000")
     page.click("#refine-btn")
     page.wait_for_function("document.getElementById('refine-progress').value >= 1")
     page.click("#cancel-btn")
