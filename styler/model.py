@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -126,6 +127,15 @@ def _tiles(padded: torch.Tensor, hw: tuple[int, int], tile: int):
             yield padded[..., ry:ry1, rx:rx1], core, (slice(y0, y1), slice(x0, x1), at)
 
 
+@dataclass
+class Encoded:
+    """A content image's features E(c) (padded), its size and statistics: all f_θ needs of c."""
+
+    features: torch.Tensor
+    hw: tuple[int, int]
+    stats: FeatureStats
+
+
 class StyleNet(nn.Module):
     """f_θ. ``forward`` stylizes; ``style_code`` + ``stylize`` let a caller reuse a style's code."""
 
@@ -164,6 +174,10 @@ class StyleNet(nn.Module):
         out = self.decoder(f)
         return out[..., PAD : PAD + hw[0], PAD : PAD + hw[1]]
 
+    def encode_content(self, content: torch.Tensor) -> Encoded:
+        f, hw = self.encode(content)
+        return Encoded(f, hw, FeatureStats.of(interior(f, hw)))
+
     def _stats(self, x: torch.Tensor, tile: int | None) -> FeatureStats:
         """E's statistics over the whole image, gathered tile by tile when it is large."""
         tile = tile or _auto_tile(x)
@@ -178,28 +192,28 @@ class StyleNet(nn.Module):
     def stylize(self, content: torch.Tensor, codes: list[StyleCode],
                 style_weights: list[float] | None = None, alpha: float = 1.0,
                 preserve_color: bool = False, tile: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> torch.Tensor:  # fmt: skip
+                progress: Callable[[int, int], None] | None = None,
+                encoded: Encoded | None = None) -> torch.Tensor:  # fmt: skip
         """f_θ from style codes; unclamped in training (``self.training``), in [0, 1] otherwise.
 
         Images above ``TILE_PIXELS`` (or any image, with ``tile``) run in tiles: the statistics
         T and b depend on are gathered over the whole image first, then each tile is stylized
         with ``HALO`` pixels of context and only its core kept, so the result equals the untiled
         one and no seam can appear; memory is bounded by the tile. ``progress(done, total)``
-        is called after each tile.
+        is called after each tile. ``encoded`` (from :meth:`encode_content`) skips the encoder.
         """
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], not {alpha}")
         weights = normalize_weights(style_weights, len(codes))
-        tile = tile or _auto_tile(content)
+        tile = None if encoded else tile or _auto_tile(content)
         if tile:
             stats = self._stats(content, tile)
             t, b = affine_map(stats, codes, weights, self.transform, alpha)
             out = self._decode_tiles(content, t, b, tile, progress)
         else:
-            f, hw = self.encode(content)
-            stats = FeatureStats.of(interior(f, hw))
-            t, b = affine_map(stats, codes, weights, self.transform, alpha)
-            out = self.decode(apply_affine(f, t, b), hw)
+            enc = encoded or self.encode_content(content)
+            t, b = affine_map(enc.stats, codes, weights, self.transform, alpha)
+            out = self.decode(apply_affine(enc.features, t, b), enc.hw)
         if preserve_color:
             out = keep_colors(out.float(), content)
         return out if self.training else out.float().clamp(0, 1)
