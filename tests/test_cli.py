@@ -248,3 +248,9 @@ def test_help_and_argument_errors_do_not_import_torch(args):
     code += "assert 'torch' not in sys.modules, 'torch was imported'"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_bench_runs_and_names_the_precision(files, capsys):
+    args = ["bench", "--weights", files["model"], "--sizes", 32, "--solver-sizes", 32]
+    code, stdout, _ = run([*args, "--repeats", 1, "--precision", "fp32"], capsys)
+    assert code == 0 and "cpu fp32" in stdout and "s/iter" in stdout
