@@ -57,8 +57,10 @@ class ReconStage(nn.Module):
             feats = self.vgg(images, RECON_LAYERS)
         f, hw = self.model.encode(images)
         terms = reconstruction_loss(self.vgg, self.model.decode(f, hw), images, feats)
-        if self.embed is not None:
-            terms["distill"] = relative_error(self.embed(interior(f, hw)), feats[ENCODER_LAYER])
+        if self.embed is not None:  # VGG's raw activations are ~100s: aim at unit RMS instead
+            teacher = feats[ENCODER_LAYER].float()
+            teacher = teacher / teacher.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+            terms["distill"] = relative_error(self.embed(interior(f, hw)), teacher)
             terms["total"] = terms["total"] + terms["distill"]
         return terms
 
@@ -189,12 +191,12 @@ def train(cfg: TrainConfig) -> Path:
             sched.step()
             step += 1
             bar.update(1)
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.item()
+            for k, v in [("steps", 1), *terms.items()]:
+                sums[k] = sums.get(k, 0.0) + float(v)
             if not torch.isfinite(terms["total"]):
                 raise FloatingPointError(f"loss became {terms['total'].item()} at step {step}")
             if log and (step % cfg.log_every == 0 or step == cfg.steps):
-                n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+                n = sums.pop("steps")
                 row = {k: v / n for k, v in sums.items()}
                 bar.set_postfix(stage=stage_name, loss=f"{row['total']:.3f}")
                 log.write({"step": step, "stage": stage_name, "elapsed_s": time.perf_counter() - t0,
