@@ -256,6 +256,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Run the app under uvicorn; each of ``workers`` processes has its own model, limits and job
     threads. SIGTERM: no new connections, open streams get a few seconds, then running jobs stop
     at their next step with a checkpoint that the next start resumes from."""
+    Settings()  # a bad STYLER_* value stops here, with a message naming it
     print(f"styler: serving on http://{host}:{port}  (API docs at http://{host}:{port}/docs)",
           flush=True)  # fmt: skip
     # Worker processes import torch before they can answer uvicorn's health pings: give them time.

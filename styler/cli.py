@@ -348,8 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (UsageError, ValueError, OSError) as e:  # ImageError and ModelError are ValueErrors
-        print(f"styler {args.command}: error: {e}", file=sys.stderr)
+    except (UsageError, ValueError, OSError) as e:  # ImageError, ModelError: ValueErrors too
+        message = " ".join(str(e).split())  # one line, also for a settings validation error
+        print(f"styler {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
