@@ -1,0 +1,137 @@
+"""Compare f_θ designs on held-out pairs: the shared L, the Gram term, ratios to the solver,
+latency, parameters, and a contact sheet. Research tooling over styler's pipeline.
+
+    python eval/designs.py --data DATA --out eval/designs-512 \\
+        --model lite=runs/lite/model --model vgg=runs/vgg/model [--outputs old=DIR] ...
+
+``--outputs NAME=DIR`` scores images another program wrote (``DIR/<content>_<style>.png``), e.g.
+the previous styler's f_θ run from its own commit. The reference is the solver from the content
+image, single-scale L-BFGS (bf16 loss network), cached in ``--cache`` so new models reuse it.
+Latency is the median of ``--repeats`` forwards at ``--bench``² in bf16: measure it on an idle
+machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from styler import images, pipeline
+from styler.engine import Engine
+from styler.evaluate import first_reach, load_pairs
+from styler.params import FastRequest, SolveRequest
+
+TERMS = ("total", "content", "style_moments", "style_gram")
+
+
+def solver_run(pair, engine, objective, key: str, iters: int, cache: Path) -> dict:
+    """The reference solve of one pair (history + image), from the cache when there."""
+    hist, img = cache / f"{key}.json", cache / f"{key}.png"
+    if hist.exists() and img.exists():
+        return {"history": json.loads(hist.read_text()), "image": images.read(img, 0)}
+    req = SolveRequest(iters=iters, coarse=False, precision=engine.precision)
+    result = pipeline.solve(req, pair, engine, objective=objective)
+    history = [{k: r[k] for k in ("step", "elapsed_s", *TERMS)} for r in result.history]
+    cache.mkdir(parents=True, exist_ok=True)
+    images.save(images.to_pil(result.image), img)
+    hist.write_text(json.dumps(history))
+    return {"history": history, "image": result.image}
+
+
+def latency(model, engine: Engine, side: int, repeats: int) -> float:
+    c, s = torch.rand(1, 3, side, side), torch.rand(1, 3, side, side)
+    pair = pipeline.Pair(c, [s], [1.0])
+    pipeline.stylize(model, engine, pair, FastRequest())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        pipeline.stylize(model, engine, pair, FastRequest())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--model", action="append", default=[], help="NAME=PATH of an f_θ")
+    p.add_argument("--outputs", action="append", default=[], help="NAME=DIR of images to score")
+    p.add_argument("--pairs", type=int, default=4)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--iters", type=int, default=100, help="solver iterations of the reference")
+    p.add_argument("--refine", type=int, default=20, help="refinement iterations after f_θ")
+    p.add_argument("--cache", type=Path, default=Path("eval/results/solver-cache"))
+    p.add_argument("--bench", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-latency", action="store_true")
+    a = p.parse_args()
+    engine = Engine.create("cpu", "auto")
+    models = {n: pipeline.load_model(w, engine) for n, w in (m.split("=", 1) for m in a.model)}
+    outputs = dict(o.split("=", 1) for o in a.outputs)
+    objective = pipeline.objective_for(SolveRequest().loss, engine)
+    rows, sheet = [], []
+    for content, style in load_pairs(a.data, None, a.pairs):
+        key = f"{content.stem}_{style.stem}"
+        req = FastRequest(size=a.size, precision=engine.precision)
+        pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
+        ref = solver_run(pair, engine, objective, f"{key}-{a.size}-{a.iters}", a.iters, a.cache)
+        solver = ref["history"]
+        row = {"pair": key, "solver": {k: solver[-1][k] for k in TERMS}, "models": {}}
+        tiles = [pair.content, pair.styles[0]]
+        outs = {n: pipeline.stylize(m, engine, pair, req) for n, m in models.items()}
+        for n, d in outputs.items():
+            outs[n] = images.read(Path(d) / f"{key}.png", 0)
+            outs[n] = torch.nn.functional.interpolate(outs[n], size=pair.content.shape[-2:],
+                                                      mode="bilinear", antialias=True)  # fmt: skip
+        for n, x in outs.items():
+            s = pipeline.score(objective, pair, x)
+            eq, censored = first_reach([h["step"] for h in solver],
+                                       [h["total"] for h in solver], s["total"])  # fmt: skip
+            entry = {**{k: s[k] for k in TERMS}, "equivalent_iterations": eq, "censored": censored}
+            if n in models and a.refine:
+                refine = pipeline.solve(SolveRequest(iters=a.refine, coarse=False),
+                                        pair, engine, objective=objective,
+                                        start=pipeline.Start(0, x))  # fmt: skip
+                entry["refined"] = refine.history[-1]["total"]
+            row["models"][n] = entry
+            tiles.append(x)
+        rows.append(row)
+        sheet.append(tiles + [ref["image"]])
+        print(key, {n: round(e["total"], 3) for n, e in row["models"].items()},
+              "solver", round(row["solver"]["total"], 3), flush=True)  # fmt: skip
+    names = list(rows[0]["models"])
+    summary = {}
+    for n in names:
+        ratio = lambda k: statistics.median(  # noqa: E731
+            r["models"][n][k] / r["solver"][k] for r in rows)
+        summary[n] = {
+            "L": statistics.median(r["models"][n]["total"] for r in rows),
+            "content_ratio": ratio("content"),
+            "gram_ratio": ratio("style_gram"),
+            "moments_ratio": ratio("style_moments"),
+            "equivalent_iterations": statistics.median(
+                r["models"][n]["equivalent_iterations"] for r in rows),
+        }
+        if n in models:
+            m = models[n]
+            summary[n]["params"] = sum(v.numel() for v in m.trained_state().values())
+            summary[n]["encoder"] = m.kind
+            summary[n]["refined_L"] = statistics.median(r["models"][n]["refined"] for r in rows)
+            if not a.no_latency:
+                summary[n]["latency_s"] = latency(m, engine, a.bench, a.repeats)
+    a.out.mkdir(parents=True, exist_ok=True)
+    report = {"size": a.size, "pairs": len(rows), "solver_iters": a.iters, "refine": a.refine,
+              "precision": engine.precision, "summary": summary, "rows": rows}  # fmt: skip
+    (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    labels = ["content", "style", *names, f"solver@{a.iters}"]
+    images.sheet([[images.to_pil(t) for t in r] for r in sheet], labels).save(a.out / "sheet.jpg")
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
