@@ -66,16 +66,17 @@ class LiteEncoder(nn.Module):
 
 
 class VGGEncoder(nn.Module):
-    """VGG19 to relu3_1, frozen."""
+    """VGG19 to relu3_1, frozen, scaled to about unit RMS (Caffe's activations are ~200 there)."""
 
     channels = 256
+    scale = 1 / 128  # WCT and AdaIN are scale-equivariant: only the decoder's input range changes
 
     def __init__(self, vgg: VGG19 | None = None) -> None:
         super().__init__()
         self.vgg = vgg or VGG19(max_layer=ENCODER_LAYER)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vgg(x, (ENCODER_LAYER,))[ENCODER_LAYER]
+        return self.vgg(x, (ENCODER_LAYER,))[ENCODER_LAYER] * self.scale
 
 
 class Decoder(nn.Module):
