@@ -115,6 +115,9 @@ class TrainConfig:
     seed: int = field(default=0, **_help("seed of the data order, crops and initial weights"))
     ckpt_every: int = field(default=100, **_help("checkpoint and export every N steps"))
     log_every: int = field(default=10, **_help("log the mean training loss every N steps"))
+    cache_targets: bool = field(
+        default=True, **_help("stage 2 on fixed crops whose targets are cached in the run folder")
+    )
     eval_every: int = field(default=250, **_help("held-out L on a fixed small set every N steps"))
     eval_pairs: int = field(default=8, **_help("pairs in that fixed held-out set"))
     loss: LossConfig = field(default_factory=LossConfig)
@@ -134,5 +137,5 @@ class TrainConfig:
     def public(self) -> dict:
         """The set-up stored in an exported model: no machine paths or bookkeeping."""
         keep = ("encoder", "transform", "recon_steps", "batch", "size", "resize", "lr",
-                "style_lr", "lr_decay", "precision", "seed")  # fmt: skip
+                "style_lr", "lr_decay", "cache_targets", "precision", "seed")  # fmt: skip
         return {k: v for k, v in asdict(self).items() if k in keep}

@@ -28,20 +28,27 @@ def list_images(folder: str | Path, exclude: set[str] | frozenset[str] = frozens
 
 
 class PairStream(IterableDataset):
-    """Infinite shuffled (content, style) crops; each DataLoader worker (and rank) its own order.
+    """Infinite shuffled (content, style, content name, style name); each DataLoader worker (and
+    rank) its own order.
 
     Images are resized to ``resize`` on the shorter side, then cropped to ``size``: the scale
     users stylize at (512 px and above), seen through crops that keep training cheap.
     """
 
     def __init__(self, contents: list[Path], styles: list[Path], size: int, resize: int,
-                 seed: int = 0) -> None:  # fmt: skip
+                 seed: int = 0, fixed: bool = False) -> None:  # fmt: skip
         self.contents, self.styles, self.seed = contents, styles, seed
-        self.crop = v2.Compose([
-            v2.Resize(resize, antialias=True),
-            v2.RandomCrop(size),
-            v2.RandomHorizontalFlip(),
-        ])  # fmt: skip
+        self.size, self.fixed = size, fixed
+        self.resize = v2.Resize(resize, antialias=True)
+
+    def crop(self, x: torch.Tensor, name: str, rng: random.Random) -> torch.Tensor:
+        """A random crop and flip, or with ``fixed`` always the same one for a file (so targets
+        computed for it can be cached)."""
+        x = self.resize(x)
+        rng = random.Random(name) if self.fixed else rng
+        top, left = (rng.randint(0, d - self.size) for d in x.shape[-2:])
+        x = x[..., top : top + self.size, left : left + self.size]
+        return x.flip(-1) if rng.random() < 0.5 else x
 
     def _images(self, files: list[Path], rng: random.Random):
         while True:
@@ -49,7 +56,7 @@ class PairStream(IterableDataset):
             rng.shuffle(order)
             for f in order:
                 try:
-                    yield self.crop(to_tensor(load(f))[0])
+                    yield self.crop(to_tensor(load(f))[0], f.name, rng), f.name
                 except ImageError as e:
                     warnings.warn(f"skipping {e}", stacklevel=1)
 
@@ -58,7 +65,9 @@ class PairStream(IterableDataset):
         wid = info.id if info else 0
         rng = random.Random(self.seed * 1000 + wid)
         torch.manual_seed(self.seed * 1000 + wid)
-        yield from zip(self._images(self.contents, rng), self._images(self.styles, rng))
+        for (c, c_name), (s, s_name) in zip(self._images(self.contents, rng),
+                                            self._images(self.styles, rng)):  # fmt: skip
+            yield c, s, c_name, s_name
 
 
 def fixed_pairs(content_dir: str, style_dir: str, split: str, n: int, size: int = 256

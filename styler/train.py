@@ -34,6 +34,7 @@ from .data import PairStream, fixed_pairs, list_images
 from .engine import Engine
 from .losses import RECON_LAYERS, Objective, Targets, reconstruction_loss, relative_error
 from .model import ENCODER_LAYER, StyleNet, interior
+from .targets import TargetCache
 from .vgg import VGG19
 
 STAGES = ("recon", "style")
@@ -71,22 +72,30 @@ class StyleStage(nn.Module):
     def __init__(self, model: StyleNet, objective: Objective) -> None:
         super().__init__()
         self.model, self.objective = model, objective
+        self.cache: TargetCache | None = None
 
     def trainable(self) -> list[nn.Parameter]:
         return list(self.model.decoder.parameters())
 
-    def forward(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
-        return style_loss(self.model, self.objective, content, style)
+    def forward(self, content: torch.Tensor, style: torch.Tensor,
+                names: tuple[list[str], list[str]] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+        return style_loss(self.model, self.objective, content, style, self.cache, names)
 
 
 def style_loss(model: StyleNet, objective: Objective, content: torch.Tensor,
-               style: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
-    """L(f_θ(s, c); c, s) for a batch of pairs (each content with its own style)."""
+               style: torch.Tensor, cache: TargetCache | None = None,
+               names: tuple[list[str], list[str]] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """L(f_θ(s, c); c, s) for a batch of pairs (each content with its own style); with ``cache``
+    the targets of the named (fixed) crops are read back instead of computed."""
     cfg = objective.config
-    with torch.no_grad():
-        target = objective.vgg(content, (cfg.content_layer,))[cfg.content_layer]
-        style_stats = objective.style_targets(objective.vgg(style, cfg.style_layers))
-        code = model.style_code(style)
+    if cache and names:
+        target = cache.content(names[0], content)
+        style_stats, code = cache.style(names[1], style)
+    else:
+        with torch.no_grad():
+            target = objective.vgg(content, (cfg.content_layer,))[cfg.content_layer]
+            style_stats = objective.style_targets(objective.vgg(style, cfg.style_layers))
+            code = model.style_code(style)
     out = model.stylize(content, [code])
     return objective(out, Targets(target, style_stats))
 
@@ -154,13 +163,15 @@ def train(cfg: TrainConfig) -> Path:
     held = CsvLog(out / "heldout.csv", step) if rank == 0 else None
     heldout = (fixed_pairs(cfg.content_dir, cfg.style_dir, cfg.holdout, cfg.eval_pairs)
                if rank == 0 and cfg.holdout else None)
-    loader = iter(DataLoader(
-        PairStream(contents, styles, cfg.size, cfg.resize, seed=(cfg.seed + step) * 97 + rank),
-        batch_size=cfg.batch, num_workers=cfg.workers, worker_init_fn=_leave_signals_to_main,
-        persistent_workers=cfg.workers > 0,
-    ))  # fmt: skip
 
-    stage_name, opt, sched, wrapped = "", None, None, None
+    def pairs(fixed: bool):
+        stream = PairStream(contents, styles, cfg.size, cfg.resize,
+                            seed=(cfg.seed + step) * 97 + rank, fixed=fixed)  # fmt: skip
+        return iter(DataLoader(stream, batch_size=cfg.batch, num_workers=cfg.workers,
+                               worker_init_fn=_leave_signals_to_main,
+                               persistent_workers=cfg.workers > 0))  # fmt: skip
+
+    stage_name, opt, sched, wrapped, loader = "", None, None, None, None
     t0 = time.perf_counter() - elapsed
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                disable=rank != 0)  # fmt: skip
@@ -177,14 +188,20 @@ def train(cfg: TrainConfig) -> Path:
                 if ck and ck.get("stage") == stage_name:
                     opt.load_state_dict(ck["optimizer"])
                 wrapped = DistributedDataParallel(stage) if world > 1 else stage
-            content, style = (engine.tensor(x) for x in _next(loader))
+                fixed = stage_name == "style" and cfg.cache_targets
+                if fixed:
+                    stages["style"].cache = TargetCache(
+                        out / f"targets-{cfg.size}-{cfg.resize}", stages["style"].objective, model)
+                loader = pairs(fixed)
+            content, style, *names = _next(loader)
+            content, style = engine.tensor(content), engine.tensor(style)
             model.train()
             with engine.autocast():
                 if stage_name == "recon":
                     half = cfg.batch // 2
                     terms = wrapped(torch.cat([content[: cfg.batch - half], style[:half]]))
                 else:
-                    terms = wrapped(content, style)
+                    terms = wrapped(content, style, names)
             opt.zero_grad(set_to_none=True)
             terms["total"].float().backward()
             opt.step()

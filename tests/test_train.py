@@ -21,6 +21,7 @@ from styler.data import PairStream, list_images
 from styler.engine import resolve_device
 from styler.losses import Objective
 from styler.model import StyleNet
+from styler.targets import TargetCache
 from styler.train import ReconStage, StyleStage, holdout_names, style_loss, train
 
 FAST = LossConfig(content_layer="relu2_1", style_layers=("relu1_1", "relu2_1"))
@@ -92,6 +93,7 @@ def test_train_writes_its_run_folder_and_resumes(tmp_path, capsys):
     assert exported == run / "model.safetensors"
     for name in ("checkpoint.pt", "log.csv", "heldout.csv", "loss.png", "model.json"):
         assert (run / name).is_file(), name
+    assert len(list((run / "targets-32-40" / "content").iterdir())) >= 2  # stage 2's cache
     rows = read_rows(run / "log.csv")
     assert [(r["step"], r["stage"]) for r in rows] == [
         ("1", "recon"), ("2", "recon"), ("3", "style"), ("4", "style")]
@@ -178,9 +180,42 @@ def test_pair_stream_yields_square_crops_and_skips_unreadable_files(tmp_path):
         warnings.simplefilter("always")
         pairs = [next(stream) for _ in range(4)]
     assert any("broken.png" in str(w.message) for w in caught)
-    for c, s in pairs:
+    for c, s, c_name, s_name in pairs:
         assert c.shape == s.shape == (3, 24, 24)
         assert 0 <= c.min() and c.max() <= 1
+        assert c_name in {"a.png", "b.png"} and s_name == "s.png"
+
+
+def test_fixed_crops_are_the_same_every_time_a_file_comes_round(tmp_path):
+    contents = make_folder(tmp_path / "c", ["a.png", "b.png"])
+    styles = make_folder(tmp_path / "s", ["s.png"])
+    stream = iter(PairStream(list_images(contents), list_images(styles), size=24, resize=40,
+                             seed=3, fixed=True))  # fmt: skip
+    seen: dict[str, torch.Tensor] = {}
+    for c, _, name, _ in (next(stream) for _ in range(6)):
+        assert torch.equal(seen.setdefault(name, c), c)
+    assert len(seen) == 2
+
+
+def test_cached_targets_give_the_same_loss_and_are_read_back(tmp_path):
+    model = StyleNet.build("lite", seed=0)
+    objective = Objective(FAST, shared_vgg("relu4_1"))
+    cache = TargetCache(tmp_path / "targets", objective, model)
+    content = torch.cat([pattern_tensor(32, 32, 1), pattern_tensor(32, 32, 3)])
+    style = torch.cat([pattern_tensor(32, 32, 2), pattern_tensor(32, 32, 4)])
+    names = (["a.png", "b.png"], ["s.png", "t.png"])
+    with torch.no_grad():
+        plain = style_loss(model, objective, content, style)["total"]
+        first = style_loss(model, objective, content, style, cache, names)["total"]
+        calls = []
+        hook = objective.vgg.register_forward_hook(lambda *a: calls.append(1))
+        again = style_loss(model, objective, content, style, cache, names)["total"]
+        hook.remove()
+    assert sorted(p.name for p in (tmp_path / "targets" / "style").iterdir()) == [
+        "s.png.safetensors", "t.png.safetensors"]
+    assert calls == [1]  # only the output is scored: no VGG pass for the targets
+    torch.testing.assert_close(first, plain, rtol=1e-3, atol=0)
+    torch.testing.assert_close(again, first)
 
 
 def test_resolve_device():
