@@ -109,10 +109,10 @@ def _run_context(a: argparse.Namespace, req: Any) -> tuple[Any, Any]:
     return engine, pipeline.read_pair(sources[0], sources[1:], req, engine.device)
 
 
-def _save(x: Any, path: str) -> None:
+def _save(x: Any, path: str, alpha: Any = None) -> None:
     from . import images
 
-    images.save(images.to_pil(x), path)
+    images.save(images.to_pil(x, alpha), path)
 
 
 def cmd_fast(a: argparse.Namespace) -> None:
@@ -124,12 +124,13 @@ def cmd_fast(a: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     out = pipeline.stylize(model, engine, pair, req)
     dt = time.perf_counter() - t0
-    _save(out, a.output)
-    size = f"{out.shape[-1]}×{out.shape[-2]}"
+    _save(out, a.output, pair.alpha)
+    size = f"{out.shape[-1]}×{out.shape[-2]}" + " (capped: the longer side's limit)" * pair.capped
     print(f"{a.output}: {size} in {dt * 1000:.0f} ms (fast path, {engine.describe()})")
 
 
-def _progress_bar(total: int, desc: str, save_to: str | None = None, save_every: int = 0):
+def _progress_bar(total: int, desc: str, save_to: str | None = None, save_every: int = 0,
+                  alpha: Any = None):  # fmt: skip
     """A tqdm bar showing L's terms; optionally writes the current image every ``save_every``."""
     from tqdm import tqdm
 
@@ -141,7 +142,7 @@ def _progress_bar(total: int, desc: str, save_to: str | None = None, save_every:
         bar.set_postfix(L=f"{t['total']:.4f}", content=f"{t['content']:.3f}",
                         style=f"{t['style']:.4f}")  # fmt: skip
         if save_to and save_every and p.step % save_every == 0:
-            _save(p.image, save_to)
+            _save(p.image, save_to, alpha)
 
     return bar, callback
 
@@ -153,11 +154,11 @@ def cmd_solve(a: argparse.Namespace) -> None:
     req = build(SolveRequest, a)
     engine, pair = _run_context(a, req)
     model = pipeline.load_model(a.weights, engine) if req.init == "fast" else None
-    bar, callback = _progress_bar(req.iters, f"{req.optimizer} from {req.init}", a.output,
-                                  a.save_every)  # fmt: skip
+    desc = f"{req.optimizer} from {req.init}"
+    bar, callback = _progress_bar(req.iters, desc, a.output, a.save_every, pair.alpha)
     with bar:
         result = pipeline.solve(req, pair, engine, model=model, callback=callback)
-    _save(result.image, a.output)
+    _save(result.image, a.output, pair.alpha)
     first, last = result.history[0], result.final
     print(f"{a.output}: L {first['total']:.4f} → {last['total']:.4f} (content "
           f"{last['content']:.4f}, style {last['style']:.4f}) in {last['elapsed_s']:.1f} s, "

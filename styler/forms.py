@@ -81,7 +81,16 @@ async def _uploads(
             f"{_FAST.size}, capped by the server)"
         ),
     ] = None,
-    format: Annotated[str, Form(description="output format: png, jpeg or webp")] = "png",
+    style_scale: Annotated[
+        float, Form(description=about(FastRequest, "style_scale"))
+    ] = _FAST.style_scale,
+    format: Annotated[
+        str,
+        Form(
+            description="output format: png, jpeg or webp (PNG and WebP "
+            "keep the content's transparency)"
+        ),
+    ] = "png",
 ) -> Uploads:
     if format.lower() not in OUTPUT_FORMATS:
         message = f"output format {format!r} is not supported (use png, jpeg or webp)"
@@ -94,7 +103,8 @@ async def _uploads(
     inputs = [(f"content '{content.filename}'", await content.read())]
     inputs += [(f"style '{f.filename}'", await f.read()) for f in style]
     precision = svc.engine.precision if svc.engine else _FAST.precision
-    common = {"size": size, "style_weights": _weights(style_weights, len(style)),
+    weights = _weights(style_weights, len(style))
+    common = {"size": size, "style_weights": weights, "style_scale": style_scale,
               "precision": precision}  # fmt: skip
     return Uploads(inputs, common, format.lower())
 

@@ -18,7 +18,6 @@ from .config import PRECISIONS, LossConfig
 SIZE = 512  # shorter side in pixels of content and style
 ITERS = 300  # solver iterations of `slow`, `compare` and an API job
 REFINE_ITERS = 20  # solver iterations after f_θ (`refine`)
-MAX_SIDE = 4096  # longest side of an image the CLI processes
 MIN_SIDE = 16  # smallest side f_θ and the VGG can work with (three 2× poolings)
 INITS = ("content", "noise", "fast")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -38,15 +37,18 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 class Inputs:
     """How content and styles are read and the networks run; shared by both requests."""
 
-    size: int = _opt(SIZE, "shorter side in pixels of content and style; 0 keeps the original")
+    size: int = _opt(SIZE, "shorter side of the content (and output) in pixels; 0: its own")
+    style_scale: float = _opt(1.0, "style's shorter side ÷ the content's: sets the stroke size")
     style_weights: tuple[float, ...] | None = _opt(
         None, "one weight per style image, comma-separated: 0.7,0.3 (default: equal)"
     )
     precision: str = _opt("auto", "network precision; auto: bf16 where it is native", PRECISIONS)
 
     def __post_init__(self) -> None:
-        if not (self.size == 0 or MIN_SIDE <= self.size <= MAX_SIDE):
-            raise ValueError(f"size must be 0 (keep) or {MIN_SIDE} to {MAX_SIDE}, not {self.size}")
+        if not (self.size == 0 or self.size >= MIN_SIDE):
+            raise ValueError(f"size must be 0 (keep) or at least {MIN_SIDE}, not {self.size}")
+        if not (math.isfinite(self.style_scale) and self.style_scale > 0):
+            raise ValueError(f"style_scale must be a positive number, not {self.style_scale}")
         if self.style_weights is not None:
             weights = tuple(float(w) for w in self.style_weights)
             if not weights or not all(math.isfinite(w) and w >= 0 for w in weights):

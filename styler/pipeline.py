@@ -17,7 +17,7 @@ from .engine import Engine
 from .images import ImageError
 from .losses import LossConfig, Objective
 from .model import StyleNet, normalize_weights
-from .params import MAX_SIDE, MIN_SIDE, FastRequest, Inputs, SolveRequest
+from .params import MIN_SIDE, FastRequest, Inputs, SolveRequest
 from .solver import Progress, Result, solve_pair
 
 Source = tuple[str, "str | Path | bytes"]
@@ -29,17 +29,20 @@ class Limits:
     """What an input may be: pixels (from the header, before decoding) and processed sides."""
 
     max_pixels: int = images.MAX_PIXELS
-    max_side: int = MAX_SIDE
+    max_side: int = images.MAX_SIDE
     max_size: int | None = None  # cap of the shorter side, also when `size` keeps the original
 
 
 @dataclass
 class Pair:
-    """Decoded content and styles (fp32, on the engine's device) and the styles' weights (Σ = 1)."""
+    """Decoded content and styles (fp32, on the engine's device), the styles' weights (Σ = 1), the
+    content's alpha (None: opaque) and whether a side cap made the content smaller than asked."""
 
     content: torch.Tensor
     styles: list[torch.Tensor]
     weights: list[float]
+    alpha: torch.Tensor | None = None
+    capped: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,25 +53,28 @@ class Start:
     image: torch.Tensor
 
 
-def read_image(source: Source, size: int, limits: Limits = Limits()) -> torch.Tensor:
-    """One image at ``size`` (shorter side; 0 keeps the original), judged by decoding it."""
-    name, src = source
-    im = images.load(src, name, max_pixels=limits.max_pixels)
-    short = size or min(im.size)
-    im = images.resize(im, min(short, limits.max_size or short), limits.max_side)
-    if min(im.size) < MIN_SIDE:
-        raise ImageError(f"{name}: {im.width}×{im.height} is too small (at least {MIN_SIDE} px)")
-    return images.to_tensor(im)
-
-
 def read_pair(
     content: Source, styles: Sequence[Source], req: Inputs, device: torch.device | str = "cpu",
     limits: Limits = Limits(),
 ) -> Pair:  # fmt: skip
-    """Content and styles at the request's size; the style weights checked against the styles."""
+    """The content at the request's size (shorter side; 0 keeps the original) with its alpha, the
+    styles at ``style_scale`` × its size; every image judged by decoding it, the style weights
+    checked against the styles."""
     weights = normalize_weights(list(req.style_weights) if req.style_weights else None, len(styles))
-    to = lambda s: read_image(s, req.size, limits).to(device)  # noqa: E731
-    return Pair(to(content), [to(s) for s in styles], weights)
+    name, src = content
+    rgb, alpha = images.load_rgba(src, name, limits.max_pixels)
+    short = req.size or min(rgb.size)
+    rgb, capped = images.fit_content(rgb, min(short, limits.max_size or short), limits.max_side)
+    if min(rgb.size) < MIN_SIDE:
+        raise ImageError(f"{name}: {rgb.width}×{rgb.height} is too small (at least {MIN_SIDE} px)")
+    mask = None if alpha is None else images.to_tensor(images.resize_to(alpha, rgb.size))
+    fitted = [
+        images.fit_style(images.load(s, n, limits.max_pixels), rgb.size, req.style_scale,
+                         max_side=limits.max_side)
+        for n, s in styles
+    ]  # fmt: skip
+    to = lambda im: images.to_tensor(im).to(device)  # noqa: E731
+    return Pair(to(rgb), [to(s) for s in fitted], weights, mask, capped)
 
 
 def engine_for(req: Inputs, device: str = "auto") -> Engine:
@@ -131,7 +137,8 @@ def score(objective: Objective, pair: Pair, x: torch.Tensor) -> dict[str, float]
         return {k: v.item() for k, v in objective(x, targets, report=True).items()}
 
 
-def encode(x: torch.Tensor, fmt: str) -> tuple[bytes, str]:
-    """An image tensor as ``fmt`` (a key of ``images.FORMATS``): the bytes and their media type."""
+def encode(x: torch.Tensor, fmt: str, alpha: torch.Tensor | None = None) -> tuple[bytes, str]:
+    """An image tensor (with the content's alpha, if any) as ``fmt`` (a key of
+    ``images.FORMATS``): the bytes and their media type."""
     pil_format = images.FORMATS[fmt]
-    return images.encode(images.to_pil(x), pil_format), images.MEDIA_TYPES[pil_format]
+    return images.encode(images.to_pil(x, alpha), pil_format), images.MEDIA_TYPES[pil_format]

@@ -89,8 +89,9 @@ class Service:
         """The fast path, start to end (runs in a thread): decode, f_θ, encode."""
         model, engine = self.ready_model(), self.engine
         assert engine is not None
-        out = pipeline.stylize(model, engine, self.read(inputs, req), req)
-        data, media_type = pipeline.encode(out, fmt)
+        pair = self.read(inputs, req)
+        out = pipeline.stylize(model, engine, pair, req)
+        data, media_type = pipeline.encode(out, fmt, pair.alpha)
         return data, media_type, (out.shape[-1], out.shape[-2])
 
     def _objective(self, loss: LossConfig, engine: Engine) -> Objective:
@@ -136,7 +137,8 @@ class Service:
             objective=self._objective(req.loss, engine),
             callback=callback,
         )
-        return None if stopped else pipeline.encode(result.image, run.job.params["format"])
+        fmt = run.job.params["format"]
+        return None if stopped else pipeline.encode(result.image, fmt, pair.alpha)
 
 
 def _state(x: torch.Tensor) -> bytes:

@@ -181,6 +181,20 @@ def test_stylize_options(api_client, api_images):
         assert decode(r.content).size == (64, 48)  # size 0: the content's own
 
 
+def test_transparency_is_kept(api_client, api_images):
+    rgba = Image.open(io.BytesIO(api_images["content"])).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
+    buf = io.BytesIO()
+    rgba.save(buf, "PNG")
+    with api_client() as c:
+        files = [("content", ("c.png", buf.getvalue())), ("style", ("s.jpg", api_images["style"]))]
+        r = c.post("/v1/stylize", files=files, data={"size": "0", "style_scale": "0.5"})
+        assert r.status_code == 200, r.text
+        out = decode(r.content)
+        low, high = out.getchannel("A").getextrema()
+        assert out.mode == "RGBA" and low < 10 and high > 245
+
+
 def test_stylize_caps_output_size(api_client, api_images):
     with api_client(max_size=40) as c:
         assert stylize(c, api_images).headers["x-image-size"] == "53x40"  # the default, capped
