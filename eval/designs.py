@@ -107,15 +107,18 @@ def main() -> None:
     names = list(rows[0]["models"])
     summary = {}
     for n in names:
-        ratio = lambda k: statistics.median(  # noqa: E731
-            r["models"][n][k] / r["solver"][k] for r in rows)
+
+        def ratio(k: str, n: str = n) -> float:
+            return statistics.median(r["models"][n][k] / r["solver"][k] for r in rows)
+
         summary[n] = {
             "L": statistics.median(r["models"][n]["total"] for r in rows),
             "content_ratio": ratio("content"),
             "gram_ratio": ratio("style_gram"),
             "moments_ratio": ratio("style_moments"),
             "equivalent_iterations": statistics.median(
-                r["models"][n]["equivalent_iterations"] for r in rows),
+                r["models"][n]["equivalent_iterations"] for r in rows
+            ),
         }
         if n in models:
             m = models[n]

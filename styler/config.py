@@ -7,6 +7,7 @@ without paying for the import (~2 s). Each field's ``metadata["help"]`` is its d
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 
 # VGG19's conv stack, torchvision's layout: index N here is ``features.N`` there.
 VGG_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -32,8 +33,14 @@ TRANSFORMS = ("wct", "adain")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
-def _help(text: str, **kw) -> dict:
-    return {"metadata": {"help": text}, **kw}
+def _help(text: str, choices: tuple[str, ...] | None = None, **kw) -> dict:
+    meta = {"help": text, **({"choices": choices} if choices else {})}
+    return {"metadata": meta, **kw}
+
+
+def default_split() -> str:
+    """The held-out evaluation split shipped with styler: training leaves these files out."""
+    return str(resources.files("styler") / "split.json")
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,8 @@ class LossConfig:
         **_help("VGG19 layers of the style term"),
     )
     style_kind: str = field(
-        default="moments", **_help("style statistics: channel mean/std (moments) or Gram")
+        default="moments",
+        **_help("style statistics: channel mean/std (moments) or Gram", STYLE_KINDS),
     )
     content_weight: float = field(default=1.0, **_help("weight of the content term"))
     style_weight: float = field(default=10.0, **_help("weight of the style term"))
@@ -76,7 +84,9 @@ class LossConfig:
     @classmethod
     def from_dict(cls, d: dict) -> LossConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if k == "style_layers" else v for k, v in d.items() if k in known})
+        return cls(
+            **{k: tuple(v) if k == "style_layers" else v for k, v in d.items() if k in known}
+        )
 
 
 @dataclass
@@ -87,10 +97,12 @@ class TrainConfig:
     style_dir: str = field(**_help("folder of style images"))
     out: str = field(default="runs/lite", **_help("run folder: checkpoint, logs, plots, model"))
     encoder: str = field(
-        default="lite", **_help("lite: small encoder distilled from VGG19; vgg: frozen VGG19")
+        default="lite",
+        **_help("lite: small encoder distilled from VGG19; vgg: frozen VGG19", ENCODERS),
     )
     transform: str = field(
-        default="wct", **_help("feature transform: wct (covariance) or adain (mean/std)")
+        default="wct",
+        **_help("feature transform: wct (covariance) or adain (mean/std)", TRANSFORMS),
     )
     recon_steps: int = field(
         default=4000,
@@ -106,10 +118,13 @@ class TrainConfig:
     style_lr: float = field(default=1e-4, **_help("Adam learning rate of stage 2"))
     lr_decay: float = field(default=2e-4, **_help("lr / (1 + decay · step within the stage)"))
     holdout: str | None = field(
-        default=None, **_help("JSON split of file names training must not see")
+        default_factory=default_split,
+        **_help("JSON split of file names training must not see (default: styler's own)"),
     )
     device: str = field(default="auto", **_help("cpu, cuda or auto"))
-    precision: str = field(default="auto", **_help("auto (bf16 where native), bf16 or fp32"))
+    precision: str = field(
+        default="auto", **_help("auto (bf16 where native), bf16 or fp32", PRECISIONS)
+    )
     threads: int = field(default=0, **_help("torch threads; 0 = torch's default"))
     workers: int = field(default=0, **_help("data-loading processes (0: in the trainer)"))
     seed: int = field(default=0, **_help("seed of the data order, crops and initial weights"))

@@ -21,7 +21,9 @@ def list_images(folder: str | Path, exclude: set[str] | frozenset[str] = frozens
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a directory")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and p.name not in exclude)
+    files = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and p.name not in exclude
+    )
     if not files:
         raise FileNotFoundError(f"{folder}: no images (.jpg, .png, .webp …) found")
     return files
@@ -76,6 +78,7 @@ def fixed_pairs(content_dir: str, style_dir: str, split: str, n: int, size: int 
     a fixed set on which training measures held-out L as it goes."""
     names = json.loads(Path(split).read_text())
     crop = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
-    pick = lambda folder, key: torch.stack(  # noqa: E731
-        [crop(to_tensor(load(Path(folder) / f))[0]) for f in sorted(names[key])[:n]])
+    pick = lambda folder, key: torch.stack(
+        [crop(to_tensor(load(Path(folder) / f))[0]) for f in sorted(names[key])[:n]]
+    )
     return pick(content_dir, "content"), pick(style_dir, "style")

@@ -9,7 +9,6 @@ fp32 (the callers cast what they keep with ``.float()``).
 from __future__ import annotations
 
 import functools
-import os
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -57,11 +56,6 @@ class Engine:
             fast_bf16 = dev.type == "cuda" or cpu_has_native_bf16()
             precision = "bf16" if fast_bf16 else "fp32"
         return cls(dev, precision)
-
-    @classmethod
-    def from_env(cls, device: str = "auto") -> Engine:
-        """The server's engine: ``STYLER_PRECISION`` (auto, bf16 or fp32) decides."""
-        return cls.create(device, os.environ.get("STYLER_PRECISION", "auto"))
 
     @property
     def bf16(self) -> bool:

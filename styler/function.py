@@ -16,9 +16,26 @@ Statistics and matrices are fp32 whatever precision the networks run in.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
+
+F = TypeVar("F", bound=Callable)
+
+
+def exact(fn: F) -> F:
+    """Run ``fn`` outside autocast: bf16 matmuls would ruin covariances and their roots."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 WCT_EPS = 1e-3  # eigenvalue floor, relative to the mean eigenvalue: tames whitening of noise
 
@@ -32,6 +49,7 @@ class FeatureStats:
     count: int
 
     @classmethod
+    @exact
     def of(cls, f: torch.Tensor) -> FeatureStats:
         flat = f.float().flatten(2)
         return cls(flat.sum(2), flat @ flat.transpose(1, 2), flat.shape[2])
@@ -51,6 +69,7 @@ class FeatureStats:
         return self.outer / self.count - m[:, :, None] * m[:, None, :]
 
 
+@exact
 def _sqrt_matrices(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ^(1/2) and Σ^(−1/2) of symmetric PSD matrices (B, C, C), eigenvalues floored."""
     eigvals, eigvecs = torch.linalg.eigh(cov.double())
@@ -83,6 +102,7 @@ def style_code(stats: FeatureStats, kind: str) -> StyleCode:
     return StyleCode(stats.mean, whiten_colour(stats, kind)[0])
 
 
+@exact
 def affine_map(
     content: FeatureStats,
     styles: list[StyleCode],
@@ -103,6 +123,7 @@ def affine_map(
     return alpha * t + (1 - alpha) * eye, alpha * b
 
 
+@exact
 def apply_affine(f: torch.Tensor, t: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """t = T f + b at every position of f (B, C, H, W), computed in fp32."""
     out = torch.einsum("bij,bjhw->bihw", t, f.float()) + b[:, :, None, None]
@@ -111,4 +132,3 @@ def apply_affine(f: torch.Tensor, t: torch.Tensor, b: torch.Tensor) -> torch.Ten
 
 def _is_cl(f: torch.Tensor) -> bool:
     return f.dim() == 4 and f.is_contiguous(memory_format=torch.channels_last) and f.shape[1] > 1
-

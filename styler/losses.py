@@ -87,7 +87,7 @@ class StyleStats:
         """Weighted average of several styles' statistics (style interpolation for the solver)."""
         w = torch.tensor(weights, dtype=stats[0].mean.dtype, device=stats[0].mean.device)
         w = w / w.sum()
-        pick = lambda name: sum(wi * getattr(s, name) for wi, s in zip(w, stats))  # noqa: E731
+        pick = lambda name: sum(wi * getattr(s, name) for wi, s in zip(w, stats))
         return StyleStats(pick("mean"), pick("std"), pick("gram"))
 
 
@@ -135,7 +135,7 @@ class Objective(nn.Module):
     def forward(
         self, x: torch.Tensor, targets: Targets, report: bool = False
     ) -> dict[str, torch.Tensor]:
-        """Loss terms of x. ``report`` adds both style variants (``style_moments``, ``style_gram``)."""
+        """Loss terms of x; ``report`` adds both style variants (style_moments, style_gram)."""
         cfg = self.config
         feats = self.features(x)
         terms = {"content": relative_error(feats[cfg.content_layer], targets.content)}

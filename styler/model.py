@@ -31,7 +31,9 @@ from .vgg import VGG19, WEIGHTS, weights_id
 
 FORMAT = "styler-wct"
 FORMAT_VERSION = 2
-ENCODER_LAYER = "relu3_1"  # the VGG19 layer the encoders stand for (the lite one is distilled to it)
+ENCODER_LAYER = (
+    "relu3_1"  # the VGG19 layer the encoders stand for (the lite one is distilled to it)
+)
 PAD = 16  # pixels of reflection around the image (a multiple of the encoder's stride, 4)
 HALO = 48  # pixels of context around a tile: more than f_θ's receptive radius, so tiles are exact
 TILE = 1024  # side of a tile's core
@@ -80,11 +82,11 @@ class VGGEncoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """1/4 resolution → image: nearest upsampling (no checkerboards), most work at low resolution."""
+    """1/4 resolution → image: nearest upsampling (no checkerboards), most work at 1/4 and 1/2."""
 
     def __init__(self, c_in: int) -> None:
         super().__init__()
-        up = lambda: nn.Upsample(scale_factor=2, mode="nearest")  # noqa: E731
+        up = lambda: nn.Upsample(scale_factor=2, mode="nearest")
         self.net = nn.Sequential(
             *_conv(c_in, 128), up(), *_conv(128, 64), *_conv(64, 64),
             up(), *_conv(64, 32), *_conv(32, 3, relu=False),
@@ -123,7 +125,10 @@ def _tiles(padded: torch.Tensor, hw: tuple[int, int], tile: int):
             ry1 = min(padded.shape[-2], PAD + y1 + HALO + (-(PAD + y1 + HALO)) % 4)
             rx1 = min(padded.shape[-1], PAD + x1 + HALO + (-(PAD + x1 + HALO)) % 4)
             fy, fx = (PAD + y0 - ry) // 4, (PAD + x0 - rx) // 4
-            core = (slice(fy, fy + math.ceil((y1 - y0) / 4)), slice(fx, fx + math.ceil((x1 - x0) / 4)))
+            core = (
+                slice(fy, fy + math.ceil((y1 - y0) / 4)),
+                slice(fx, fx + math.ceil((x1 - x0) / 4)),
+            )
             at = (slice(PAD + y0 - ry, PAD + y1 - ry), slice(PAD + x0 - rx, PAD + x1 - rx))
             yield padded[..., ry:ry1, rx:rx1], core, (slice(y0, y1), slice(x0, x1), at)
 
@@ -285,7 +290,9 @@ class StyleNet(nn.Module):
                 raise RuntimeError(f"missing {sorted(missing)[:3]}, or unexpected tensors")
         except RuntimeError as e:
             msg = str(e).splitlines()[0]
-            raise ModelError(f"{path}: weights do not fit the {arch} architecture ({msg})") from None
+            raise ModelError(
+                f"{path}: weights do not fit the {arch} architecture ({msg})"
+            ) from None
         model.config, model.identity = config, hashlib.sha256(data).hexdigest()[:16]
         return model.to(device).eval()
 
@@ -311,7 +318,9 @@ def _read_config(cfg_path: Path) -> dict:
         raise ModelError(f"{cfg_path}: not a styler model of this kind (format {FORMAT!r})")
     if config.get("format_version") != FORMAT_VERSION:
         version = config.get("format_version")
-        raise ModelError(f"{cfg_path}: format version {version}, this styler reads {FORMAT_VERSION}")
+        raise ModelError(
+            f"{cfg_path}: format version {version}, this styler reads {FORMAT_VERSION}"
+        )
     return config
 
 

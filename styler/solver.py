@@ -30,7 +30,7 @@ COARSE_MIN_SIDE = 128  # below this shorter side a half-size stage is not worth 
 
 @dataclass
 class Progress:
-    """What the solver reports after each iteration; ``image`` is the current x (a view: copy to keep)."""
+    """What the solver reports after each iteration; ``image`` is the current x (a view)."""
 
     step: int
     total: int
@@ -42,7 +42,9 @@ class Progress:
 @dataclass
 class Result:
     image: torch.Tensor
-    history: list[dict[str, float]] = field(default_factory=list)  # one row per iteration, step 0 = init
+    history: list[dict[str, float]] = field(
+        default_factory=list
+    )  # one row per iteration, step 0 = init
 
     @property
     def final(self) -> dict[str, float]:
@@ -50,7 +52,7 @@ class Result:
 
 
 def initial_image(init: str | torch.Tensor, content: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """x₀: the content image, uniform noise, or a given image (e.g. f_θ's output) of the same size."""
+    """x₀: the content image, uniform noise, or a given image (e.g. f_θ's output), same size."""
     if isinstance(init, torch.Tensor):
         if init.shape != content.shape:
             have, want = tuple(init.shape), tuple(content.shape)
@@ -166,7 +168,9 @@ def solve_pair(
         part = solve(objective, c, targets, until - step, optimizer, x, lr, seed, callback, engine,
                      step, iters)  # fmt: skip
         rows = [{**r, "elapsed_s": r["elapsed_s"] + offset} for r in part.history]
-        history = history[:-1] + rows if history else rows  # the hand-over step, scored at full size
+        history = (
+            history[:-1] + rows if history else rows
+        )  # the hand-over step, scored at full size
         offset = history[-1]["elapsed_s"]
         step, x = int(history[-1]["step"]), part.image
         if step < until:  # stopped by the callback

@@ -59,6 +59,6 @@ class TargetCache:
             return out
 
         rows = self._get("style", names, images, compute)
-        at = lambda key: torch.stack([r[key] for r in rows]).to(images.device)  # noqa: E731
+        at = lambda key: torch.stack([r[key] for r in rows]).to(images.device)
         stats = {k: StyleStats(at(f"{k}.mean"), at(f"{k}.std"), at(f"{k}.gram")) for k in layers}
         return stats, StyleCode(at("code.mean"), at("code.colour"))

@@ -77,14 +77,23 @@ class StyleStage(nn.Module):
     def trainable(self) -> list[nn.Parameter]:
         return list(self.model.decoder.parameters())
 
-    def forward(self, content: torch.Tensor, style: torch.Tensor,
-                names: tuple[list[str], list[str]] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    def forward(
+        self,
+        content: torch.Tensor,
+        style: torch.Tensor,
+        names: tuple[list[str], list[str]] | None = None,
+    ) -> dict[str, torch.Tensor]:
         return style_loss(self.model, self.objective, content, style, self.cache, names)
 
 
-def style_loss(model: StyleNet, objective: Objective, content: torch.Tensor,
-               style: torch.Tensor, cache: TargetCache | None = None,
-               names: tuple[list[str], list[str]] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+def style_loss(
+    model: StyleNet,
+    objective: Objective,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    cache: TargetCache | None = None,
+    names: tuple[list[str], list[str]] | None = None,
+) -> dict[str, torch.Tensor]:
     """L(f_θ(s, c); c, s) for a batch of pairs (each content with its own style); with ``cache``
     the targets of the named (fixed) crops are read back instead of computed."""
     cfg = objective.config
@@ -161,8 +170,11 @@ def train(cfg: TrainConfig) -> Path:
         print(f"{out}: already at step {step} of {cfg.steps}")
     log = CsvLog(out / "log.csv", step) if rank == 0 else None
     held = CsvLog(out / "heldout.csv", step) if rank == 0 else None
-    heldout = (fixed_pairs(cfg.content_dir, cfg.style_dir, cfg.holdout, cfg.eval_pairs)
-               if rank == 0 and cfg.holdout else None)
+    heldout = (
+        fixed_pairs(cfg.content_dir, cfg.style_dir, cfg.holdout, cfg.eval_pairs)
+        if rank == 0 and cfg.holdout
+        else None
+    )
 
     def pairs(fixed: bool):
         stream = PairStream(contents, styles, cfg.size, cfg.resize,
@@ -191,7 +203,8 @@ def train(cfg: TrainConfig) -> Path:
                 fixed = stage_name == "style" and cfg.cache_targets
                 if fixed:
                     stages["style"].cache = TargetCache(
-                        out / f"targets-{cfg.size}-{cfg.resize}", stages["style"].objective, model)
+                        out / f"targets-{cfg.size}-{cfg.resize}", stages["style"].objective, model
+                    )
                 loader = pairs(fixed)
             content, style, *names = _next(loader)
             content, style = engine.tensor(content), engine.tensor(style)
@@ -242,8 +255,12 @@ def train(cfg: TrainConfig) -> Path:
 
 
 @torch.no_grad()
-def evaluate_fixed(model: StyleNet, stages: dict[str, nn.Module],
-                   pairs: tuple[torch.Tensor, torch.Tensor], engine: Engine) -> dict[str, float]:  # fmt: skip
+def evaluate_fixed(
+    model: StyleNet,
+    stages: dict[str, nn.Module],
+    pairs: tuple[torch.Tensor, torch.Tensor],
+    engine: Engine,
+) -> dict[str, float]:
     """Held-out reconstruction loss and L (with its terms) on the fixed pairs."""
     content, style = (engine.tensor(x) for x in pairs)
     model.eval()

@@ -8,7 +8,7 @@ IMAGENET1K_V1 weights are an option for users who have them cached or have inter
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import metadata, resources
 from pathlib import Path
 
@@ -44,7 +44,7 @@ def load_caffe_state(path: Path | None = None) -> dict[str, torch.Tensor]:
     return state
 
 
-@lru_cache(maxsize=None)
+@cache
 def weights_id(weights: str) -> str:
     """A short identity of the VGG weights, stored with every f_θ so mismatches are caught.
 
@@ -92,7 +92,9 @@ class VGG19(nn.Module):
             return x.flip(1) * 255.0 - self.mean
         return (x - self.mean) / self.std
 
-    def forward(self, x: torch.Tensor, taps: tuple[str, ...] | list[str]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, taps: tuple[str, ...] | list[str]
+    ) -> dict[str, torch.Tensor]:
         wanted = {LAYERS.index(t): t for t in taps}
         last = max(wanted)
         if last >= len(self.features):

@@ -6,7 +6,7 @@ loaded once per test session (loading the weights takes about a second).
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ def pattern_tensor(w: int, h: int, seed: int = 0) -> torch.Tensor:
     return to_tensor(pattern(w, h, seed))
 
 
-@lru_cache(maxsize=None)
+@cache
 def shared_vgg(max_layer: str = "relu4_1") -> VGG19:
     """One frozen Caffe VGG19 per depth for the whole session (it is never modified)."""
     return VGG19(max_layer=max_layer)

@@ -20,7 +20,11 @@ def objective(**changes) -> Objective:
 
 @pytest.fixture(scope="module")
 def images() -> dict[str, torch.Tensor]:
-    return {"content": pattern_tensor(32, 32, 0), "style": pattern_tensor(28, 36, 5), "style2": pattern_tensor(32, 24, 9)}
+    return {
+        "content": pattern_tensor(32, 32, 0),
+        "style": pattern_tensor(28, 36, 5),
+        "style2": pattern_tensor(32, 24, 9),
+    }
 
 
 def shuffle_positions(f: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -66,11 +70,15 @@ def test_style_loss_is_zero_against_its_own_statistics_and_positive_for_another_
 
 
 def test_style_terms_are_relative_errors_of_mean_std_and_gram(images):
-    """Doubling one target statistic (a, against x's own b = a/2) gives ‖b − a‖² / ‖a‖² = 1/4 per layer."""
+    """Doubling a target statistic (a, against x's own b = a/2): ‖b − a‖² / ‖a‖² = 1/4 per layer."""
     obj = objective()
     x = images["style"]
     own = obj.targets(x, [x])
-    for field, term in (("mean", "style_moments"), ("std", "style_moments"), ("gram", "style_gram")):
+    for field, term in (
+        ("mean", "style_moments"),
+        ("std", "style_moments"),
+        ("gram", "style_gram"),
+    ):
         doubled = {k: replace(v, **{field: 2 * getattr(v, field)}) for k, v in own.style.items()}
         terms = obj(x, replace(own, style=doubled), report=True)
         assert terms[term].item() == pytest.approx(0.25, rel=1e-3), field
@@ -106,7 +114,9 @@ def test_total_is_the_weighted_sum_of_the_terms(images):
     terms = obj(x, t)
     assert terms["content"] > 0 and terms["style"] > 0
     torch.testing.assert_close(terms["tv"], total_variation(x))
-    torch.testing.assert_close(terms["total"], 2.0 * terms["content"] + 3.0 * terms["style"] + 0.5 * terms["tv"])
+    torch.testing.assert_close(
+        terms["total"], 2.0 * terms["content"] + 3.0 * terms["style"] + 0.5 * terms["tv"]
+    )
     assert objective()(x, t)["tv"].item() == 0.0  # off by default
 
 
@@ -134,7 +144,12 @@ def test_loss_config_rejects_bad_values(bad):
 
 
 def test_loss_config_round_trips_and_knows_its_deepest_layer():
-    cfg = LossConfig(content_layer="relu3_1", style_layers=("relu1_1", "relu3_1", "relu4_1"), style_kind="gram", tv_weight=0.1)
+    cfg = LossConfig(
+        content_layer="relu3_1",
+        style_layers=("relu1_1", "relu3_1", "relu4_1"),
+        style_kind="gram",
+        tv_weight=0.1,
+    )
     assert LossConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.taps == ("relu1_1", "relu3_1", "relu4_1")
     assert cfg.deepest == "relu4_1"
@@ -147,9 +162,9 @@ def test_objective_builds_a_vgg_only_as_deep_as_its_layers():
 
 def _assert_same_stats(a: dict[str, StyleStats], b: dict[str, StyleStats]) -> None:
     assert a.keys() == b.keys()
-    for k in a:
+    for k, stats in a.items():
         for field in ("mean", "std", "gram"):
-            torch.testing.assert_close(getattr(a[k], field), getattr(b[k], field))
+            torch.testing.assert_close(getattr(stats, field), getattr(b[k], field))
 
 
 def test_mixing_styles_with_weights_1_0_gives_the_first_styles_targets(images):
@@ -165,6 +180,6 @@ def test_mixing_weights_are_normalised(images):
     a = obj.targets(images["content"], [images["style"]]).style
     b = obj.targets(images["content"], [images["style2"]]).style
     mixed = obj.targets(images["content"], [images["style"], images["style2"]], [3.0, 1.0]).style
-    mix = lambda k, f: 0.75 * getattr(a[k], f) + 0.25 * getattr(b[k], f)  # noqa: E731
+    mix = lambda k, f: 0.75 * getattr(a[k], f) + 0.25 * getattr(b[k], f)
     expected = {k: StyleStats(mix(k, "mean"), mix(k, "std"), mix(k, "gram")) for k in a}
     _assert_same_stats(mixed, expected)

@@ -10,11 +10,19 @@ import torch
 from core_helpers import pattern_tensor, shared_vgg, tame_net
 from safetensors.torch import load_file, save_file
 
-from styler.model import FORMAT, FORMAT_VERSION, ModelError, StyleNet, keep_colors, normalize_weights
+from styler.model import (
+    FORMAT,
+    FORMAT_VERSION,
+    ModelError,
+    StyleNet,
+    keep_colors,
+    normalize_weights,
+)
 from styler.vgg import weights_id
 
-_RGB2YUV = torch.tensor([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436],
-                         [0.615, -0.51499, -0.10001]])  # fmt: skip
+_RGB2YUV = torch.tensor(
+    [[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]]
+)
 
 
 def chroma(x: torch.Tensor) -> torch.Tensor:
@@ -29,8 +37,11 @@ def net(request) -> StyleNet:
 
 @pytest.fixture(scope="module")
 def imgs() -> dict[str, torch.Tensor]:
-    return {"content": pattern_tensor(32, 32, 0), "style": pattern_tensor(32, 24, 5),
-            "style2": pattern_tensor(24, 32, 9)}  # fmt: skip
+    return {
+        "content": pattern_tensor(32, 32, 0),
+        "style": pattern_tensor(32, 24, 5),
+        "style2": pattern_tensor(24, 32, 9),
+    }
 
 
 @pytest.fixture
@@ -88,15 +99,17 @@ def test_interpolation_with_weights_1_0_equals_the_first_style_alone(net, imgs):
 @torch.no_grad()
 def test_a_style_code_stylizes_exactly_as_the_style_image(net, imgs):
     code = net.style_code(imgs["style"])
-    torch.testing.assert_close(net.stylize(imgs["content"], [code], alpha=0.7),
-                               net(imgs["content"], [imgs["style"]], alpha=0.7))  # fmt: skip
+    torch.testing.assert_close(
+        net.stylize(imgs["content"], [code], alpha=0.7),
+        net(imgs["content"], [imgs["style"]], alpha=0.7),
+    )
 
 
 def test_keep_colors_takes_luminance_from_the_stylized_and_chroma_from_the_content():
     a, b = pattern_tensor(16, 16, 1), pattern_tensor(16, 16, 2)
     out = keep_colors(a, b)
     torch.testing.assert_close(chroma(out), chroma(b), atol=1e-5, rtol=0)
-    y = lambda x: torch.einsum("j,bjhw->bhw", _RGB2YUV[0], x)  # noqa: E731
+    y = lambda x: torch.einsum("j,bjhw->bhw", _RGB2YUV[0], x)
     torch.testing.assert_close(y(out), y(a), atol=1e-5, rtol=0)
 
 
@@ -157,16 +170,28 @@ CORRUPTIONS = {  # case: (corrupt the saved model, the file the message names, w
     "missing-weights": (lambda p: p.unlink(), ".safetensors", "not found"),
     "missing-config": (lambda p: p.with_suffix(".json").unlink(), ".json", "not found"),
     "garbage-weights": (lambda p: p.write_bytes(bytes(range(256)) * 8), ".safetensors", "corrupt"),
-    "truncated-weights": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
-                          ".safetensors", "corrupt"),  # fmt: skip
+    "truncated-weights": (
+        lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+        ".safetensors",
+        "corrupt",
+    ),
     "garbage-config": (lambda p: p.with_suffix(".json").write_bytes(b"\xff{no"), ".json", "JSON"),
-    "config-not-an-object": (lambda p: p.with_suffix(".json").write_text("[1]"), ".json",
-                             "not a styler"),  # fmt: skip
+    "config-not-an-object": (
+        lambda p: p.with_suffix(".json").write_text("[1]"),
+        ".json",
+        "not a styler",
+    ),
     "another-architecture": (_old_adain_model, ".json", "not a styler model of this kind"),
-    "wrong-format-version": (lambda p: _edit_json(p, format_version=FORMAT_VERSION + 1), ".json",
-                             "version"),  # fmt: skip
-    "unknown-encoder": (lambda p: _edit_json(p, architecture={"encoder": "resnet"}),
-                        ".safetensors", "unknown architecture"),  # fmt: skip
+    "wrong-format-version": (
+        lambda p: _edit_json(p, format_version=FORMAT_VERSION + 1),
+        ".json",
+        "version",
+    ),
+    "unknown-encoder": (
+        lambda p: _edit_json(p, architecture={"encoder": "resnet"}),
+        ".safetensors",
+        "unknown architecture",
+    ),
     "wrong-shapes": (_wrong_shapes, ".safetensors", "do not fit"),
 }
 

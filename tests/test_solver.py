@@ -1,4 +1,4 @@
-"""The per-image solver: it lowers L, keeps x in [0, 1], records its history, honours init and cancel."""
+"""The per-image solver: lowers L, keeps x in [0, 1], records its history, honours init and cancel."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from core_helpers import FAST_LOSS, pattern_tensor, shared_vgg
 
-from styler.losses import Objective, Targets
 from styler.engine import Engine, cpu_has_native_bf16
+from styler.losses import Objective, Targets
 from styler.solver import Progress, initial_image, solve, solve_pair
 
 
@@ -25,7 +25,9 @@ def test_ten_iterations_lower_the_loss_and_keep_x_in_range(problem, optimizer):
     assert [row["step"] for row in result.history] == list(range(11))
     assert result.final is result.history[-1]
     assert result.history[-1]["total"] < result.history[0]["total"]
-    assert {"content", "style", "style_moments", "style_gram", "tv", "total", "elapsed_s"} <= set(result.history[0])
+    assert {"content", "style", "style_moments", "style_gram", "tv", "total", "elapsed_s"} <= set(
+        result.history[0]
+    )
     assert result.image.shape == content.shape
     assert result.image.min() >= 0 and result.image.max() <= 1
     assert not result.image.requires_grad
@@ -54,7 +56,9 @@ def test_tensor_init_starts_exactly_from_that_image(problem):
     with torch.no_grad():
         expected = obj(start, targets)["total"].item()
     assert result.history[0]["total"] == pytest.approx(expected, rel=1e-5)
-    assert torch.equal(start, pattern_tensor(48, 48, seed=11))  # the caller's tensor is not modified
+    assert torch.equal(
+        start, pattern_tensor(48, 48, seed=11)
+    )  # the caller's tensor is not modified
 
 
 def test_wrong_shaped_init_tensor_is_rejected(problem):

