@@ -1,0 +1,114 @@
+"""L against wall time for the previous solver set-up and today's, on held-out pairs.
+
+    python eval/solver_curves.py --data DATA --out eval/solver-512 --pairs 1 --iters 300
+
+* before: L-BFGS in fp32 at full size (what styler ran until now, without the cost of scoring
+  every iterate again that it also paid, so the comparison is conservative);
+* now: L-BFGS with the bf16 loss network, coarse to fine (half the iterations at half size).
+
+Every ``--every`` iterations the current image is kept; afterwards each is scored in fp32 at
+full size (untimed), so both curves are the same L. The report gives the time each set-up needs
+to reach the previous set-up's final L, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from styler import pipeline
+from styler.engine import Engine
+from styler.evaluate import first_reach, load_pairs
+from styler.params import SolveRequest
+
+SETUPS = {"before (fp32, full size)": ("fp32", False), "now (bf16, coarse to fine)": ("bf16", True)}
+
+
+def run(pair: pipeline.Pair, precision: str, coarse: bool, iters: int, every: int) -> list[dict]:
+    engine = Engine.create("cpu", precision)
+    objective = pipeline.objective_for(SolveRequest().loss, engine)
+    kept: list[tuple[int, float, torch.Tensor]] = []
+    t0 = time.perf_counter()
+    paused = 0.0
+
+    def keep(p) -> None:
+        nonlocal paused
+        if p.step % every == 0:
+            t = time.perf_counter()
+            kept.append((p.step, t - t0 - paused, p.image.clone()))
+            paused += time.perf_counter() - t
+        print(f"\r{precision} coarse={coarse} step {p.step}/{iters}", end="", flush=True)
+
+    req = SolveRequest(iters=iters, precision=precision, coarse=coarse)
+    pipeline.solve(req, pair, engine, objective=objective, callback=keep)
+    print()
+    scorer = pipeline.objective_for(SolveRequest().loss, Engine.create("cpu", "fp32"))
+    rows = [{"step": 0, "time_s": 0.0, "L": pipeline.score(scorer, pair, pair.content)["total"]}]
+    for step, t, x in kept:
+        x = F.interpolate(x, size=pair.content.shape[-2:], mode="bilinear", align_corners=False)
+        rows.append({"step": step, "time_s": t, "L": pipeline.score(scorer, pair, x)["total"]})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--pairs", type=int, default=1)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--iters", type=int, default=300)
+    p.add_argument("--every", type=int, default=10)
+    a = p.parse_args()
+    report = {"size": a.size, "iters": a.iters, "threads": torch.get_num_threads(), "pairs": []}
+    for content, style in load_pairs(a.data, None, a.pairs):
+        pair = pipeline.read_pair((str(content), content), [(str(style), style)],
+                                  SolveRequest(size=a.size))  # fmt: skip
+        curves = {name: run(pair, prec, coarse, a.iters, a.every)
+                  for name, (prec, coarse) in SETUPS.items()}  # fmt: skip
+        before = curves[list(SETUPS)[0]]
+        target = before[-1]["L"]
+        reach = {n: first_reach([r["time_s"] for r in c], [r["L"] for r in c], target)
+                 for n, c in curves.items()}  # fmt: skip
+        ratio = reach[list(SETUPS)[1]][0] / before[-1]["time_s"]
+        report["pairs"].append({"pair": f"{content.name} × {style.name}", "curves": curves,
+                                "target_L": target, "time_to_target_s": reach,
+                                "time_ratio": ratio})  # fmt: skip
+        print(
+            f"{content.name} × {style.name}: target L {target:.3f}; now reaches it in "
+            f"{ratio:.0%} of the previous set-up's time (censored: {reach[list(SETUPS)[1]][1]})"
+        )
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    plot(report, a.out / "curves.png")
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(report["pairs"]), figsize=(6 * len(report["pairs"]), 4),
+                             squeeze=False)  # fmt: skip
+    for ax, pair in zip(axes[0], report["pairs"], strict=True):
+        for name, rows in pair["curves"].items():
+            ax.plot([r["time_s"] for r in rows], [r["L"] for r in rows], "o-", ms=2, label=name)
+        ax.axhline(pair["target_L"], color="gray", lw=0.8, ls="--")
+        ax.set_yscale("log")
+        ax.set_xlabel("wall time (s)")
+        ax.set_ylabel("L at full size")
+        ax.set_title(f"{pair['pair']}, {report['size']} px, {report['iters']} iterations")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
