@@ -1,0 +1,51 @@
+"""The precision engine: decided once per device; bf16 is visually identical to fp32 on f_θ."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from styler import gallery, images
+from styler.engine import Engine, cpu_has_native_bf16
+from styler.model import StyleNet
+
+
+def test_auto_picks_bf16_exactly_where_the_cpu_has_it_natively():
+    engine = Engine.create("cpu", "auto")
+    assert engine.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert Engine.create("cpu", "fp32").precision == "fp32"
+    assert Engine.create("cpu", "bf16").describe() == "cpu bf16"
+
+
+@pytest.mark.parametrize(("device", "precision"), [("cpu", "fp16"), ("tpu", "auto")])
+def test_unknown_precision_or_device_is_refused(device, precision):
+    with pytest.raises(ValueError, match="must be one of"):
+        Engine.create(device, precision)
+
+
+def test_bf16_networks_run_channels_last_and_fp32_ones_are_left_as_they_are():
+    conv = torch.nn.Conv2d(3, 8, 3)
+    Engine.create("cpu", "bf16").module(conv)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = Engine.create("cpu", "fp32").tensor(torch.rand(1, 3, 8, 8))
+    assert x.is_contiguous()
+
+
+@pytest.mark.skipif(
+    not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX512_BF16/AMX)"
+)
+@torch.inference_mode()
+def test_bf16_fast_path_is_visually_identical_to_fp32_on_the_shipped_model():
+    content = images.read(gallery.preset_path("sisley-church-at-moret"), 256)
+    style = images.read(gallery.preset_path("degas-three-dancers"), 256)
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        engine = Engine.create("cpu", precision)
+        model = engine.module(StyleNet.load())
+        with engine.autocast():
+            outs[precision] = model(engine.tensor(content), [engine.tensor(style)]).float()
+    mse = (outs["bf16"] - outs["fp32"]).pow(2).mean().item()
+    psnr = math.inf if mse == 0 else 10 * math.log10(1 / mse)
+    assert psnr >= 40
