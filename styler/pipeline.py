@@ -11,12 +11,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from . import images
 from .engine import Engine
+from .function import StyleCode
 from .images import ImageError
 from .losses import LossConfig, Objective
-from .model import StyleNet, normalize_weights
+from .model import Encoded, StyleNet, normalize_weights
 from .params import MIN_SIDE, FastRequest, Inputs, SolveRequest
 from .solver import Progress, Result, solve_pair
 
@@ -34,15 +36,30 @@ class Limits:
 
 
 @dataclass
+class Content:
+    """A decoded content at its working size: colour, alpha (None: opaque), the size it had and,
+    when a limit made it smaller than asked, how: ``"4000x3000->2048x1536"``."""
+
+    rgb: torch.Tensor
+    alpha: torch.Tensor | None
+    original: images.Size
+    scaled: str | None = None
+
+    @property
+    def size(self) -> images.Size:
+        return images.size_of(self.rgb)
+
+
+@dataclass
 class Pair:
     """Decoded content and styles (fp32, on the engine's device), the styles' weights (Σ = 1), the
-    content's alpha (None: opaque) and whether a side cap made the content smaller than asked."""
+    content's alpha (None: opaque) and, when a limit made the content smaller than asked, how."""
 
     content: torch.Tensor
     styles: list[torch.Tensor]
     weights: list[float]
     alpha: torch.Tensor | None = None
-    capped: bool = False
+    scaled: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,28 +70,50 @@ class Start:
     image: torch.Tensor
 
 
+def _wxh(wh: images.Size) -> str:
+    return f"{wh[0]}x{wh[1]}"
+
+
+def read_content(src: Source, req: Inputs, limits: Limits = Limits()) -> Content:
+    """The content at the request's size (shorter side; 0 keeps the original), the shorter side
+    within ``limits.max_size`` and the longer within ``limits.max_side``, with its alpha."""
+    name, data = src
+    rgb, alpha = images.load_rgba(data, name, limits.max_pixels)
+    asked = req.size or min(rgb.size)
+    short = min(asked, limits.max_size or asked)
+    fitted, capped = images.fit_content(rgb, short, limits.max_side)
+    if min(fitted.size) < MIN_SIDE:
+        raise ImageError(f"{name}: {fitted.width}×{fitted.height} is too small "
+                         f"(at least {MIN_SIDE} px)")  # fmt: skip
+    scaled = None
+    if capped or short < asked:
+        scaled = f"{_wxh(images.output_size(rgb.size, asked)[0])}->{_wxh(fitted.size)}"
+    mask = None if alpha is None else images.to_tensor(images.resize_to(alpha, fitted.size))
+    return Content(images.to_tensor(fitted), mask, rgb.size, scaled)
+
+
+def load_style(src: Source, limits: Limits = Limits()) -> Image.Image:
+    """A style image, decoded and checked (not yet sized: that depends on the content)."""
+    return images.load(src[1], src[0], limits.max_pixels)
+
+
+def fit_style(im: Image.Image, content_wh: images.Size, req: Inputs,
+              limits: Limits = Limits()) -> torch.Tensor:  # fmt: skip
+    """A style at ``style_scale`` × the content's shorter side, as a tensor."""
+    return images.to_tensor(images.fit_style(im, content_wh, req.style_scale,
+                                             max_side=limits.max_side))  # fmt: skip
+
+
 def read_pair(
     content: Source, styles: Sequence[Source], req: Inputs, device: torch.device | str = "cpu",
     limits: Limits = Limits(),
 ) -> Pair:  # fmt: skip
-    """The content at the request's size (shorter side; 0 keeps the original) with its alpha, the
-    styles at ``style_scale`` × its size; every image judged by decoding it, the style weights
-    checked against the styles."""
+    """The content (:func:`read_content`) and the styles at ``style_scale`` × its size; every
+    image judged by decoding it, the style weights checked against the styles."""
     weights = normalize_weights(list(req.style_weights) if req.style_weights else None, len(styles))
-    name, src = content
-    rgb, alpha = images.load_rgba(src, name, limits.max_pixels)
-    short = req.size or min(rgb.size)
-    rgb, capped = images.fit_content(rgb, min(short, limits.max_size or short), limits.max_side)
-    if min(rgb.size) < MIN_SIDE:
-        raise ImageError(f"{name}: {rgb.width}×{rgb.height} is too small (at least {MIN_SIDE} px)")
-    mask = None if alpha is None else images.to_tensor(images.resize_to(alpha, rgb.size))
-    fitted = [
-        images.fit_style(images.load(s, n, limits.max_pixels), rgb.size, req.style_scale,
-                         max_side=limits.max_side)
-        for n, s in styles
-    ]  # fmt: skip
-    to = lambda im: images.to_tensor(im).to(device)  # noqa: E731
-    return Pair(to(rgb), [to(s) for s in fitted], weights, mask, capped)
+    c = read_content(content, req, limits)
+    fitted = [fit_style(load_style(s, limits), c.size, req, limits) for s in styles]
+    return Pair(c.rgb.to(device), [s.to(device) for s in fitted], weights, c.alpha, c.scaled)
 
 
 def engine_for(req: Inputs, device: str = "auto") -> Engine:
@@ -86,14 +125,45 @@ def load_model(weights: str | Path | None, engine: Engine) -> StyleNet:
     return engine.module(StyleNet.load(weights, device=engine.device))
 
 
-def stylize(model: StyleNet, engine: Engine, pair: Pair, req: FastRequest) -> torch.Tensor:
-    """f_θ(content, styles): one forward pass in the engine's precision; fp32 out."""
+TileProgress = Callable[[int, int], None]
+"""``progress(done, total)``: tiles of a large image stylized so far."""
+
+
+def style_codes(model: StyleNet, engine: Engine, styles: Sequence[torch.Tensor]) -> list[StyleCode]:
+    """What f_θ needs of each style (its statistics), computed once and reusable."""
     with torch.inference_mode(), engine.autocast():
-        out = model(
-            engine.tensor(pair.content), [engine.tensor(s) for s in pair.styles], alpha=req.alpha,
-            style_weights=pair.weights, preserve_color=req.preserve_color,
+        return [model.style_code(engine.tensor(s)) for s in styles]
+
+
+def encode_content(model: StyleNet, engine: Engine, content: torch.Tensor) -> Encoded:
+    """The content's features and statistics (for an image small enough to run untiled)."""
+    with torch.inference_mode(), engine.autocast():
+        return model.encode_content(engine.tensor(content))
+
+
+def stylize_codes(
+    model: StyleNet, engine: Engine, content: torch.Tensor, codes: Sequence[StyleCode],
+    req: FastRequest, *, weights: Sequence[float] | None = None, encoded: Encoded | None = None,
+    tile_progress: TileProgress | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """f_θ from style codes (and maybe the content's encoding); fp32 out. Large contents run in
+    tiles inside the model, reporting to ``tile_progress``. ``weights``: default the request's."""
+    if weights is None:
+        weights = normalize_weights(req.style_weights and list(req.style_weights), len(codes))
+    with torch.inference_mode(), engine.autocast():
+        out = model.stylize(
+            engine.tensor(content), list(codes), list(weights), req.alpha, req.preserve_color,
+            progress=tile_progress, encoded=encoded,
         )  # fmt: skip
     return out.float()
+
+
+def stylize(model: StyleNet, engine: Engine, pair: Pair, req: FastRequest,
+            tile_progress: TileProgress | None = None) -> torch.Tensor:  # fmt: skip
+    """f_θ(content, styles): one forward pass in the engine's precision; fp32 out."""
+    codes = style_codes(model, engine, pair.styles)
+    return stylize_codes(model, engine, pair.content, codes, req, weights=pair.weights,
+                         tile_progress=tile_progress)  # fmt: skip
 
 
 def fast_of(req: Inputs) -> FastRequest:
@@ -124,9 +194,10 @@ def solve(
             raise ValueError("init 'fast' needs f_θ")
         start = Start(0, stylize(model, engine, pair, fast_of(req)).clone())
     return solve_pair(
-        objective, pair.content, pair.styles, pair.weights, req.iters, req.optimizer,
-        start.image if start else req.init, req.lr, req.seed, callback, engine,
-        start.step if start else 0, req.coarse,
+        objective, pair.content, pair.styles, pair.weights, req.iters,
+        start.image if start else req.init, first_step=start.step if start else 0,
+        coarse=req.coarse, optimizer=req.optimizer, lr=req.lr, seed=req.seed,
+        callback=callback, engine=engine,
     )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 
 import torch
@@ -138,20 +139,18 @@ def solve_pair(
     styles: list[torch.Tensor],
     weights: list[float] | None = None,
     iters: int = 300,
-    optimizer: str = "lbfgs",
     init: str | torch.Tensor = "content",
-    lr: float | None = None,
-    seed: int = 0,
-    callback: Callable[[Progress], bool | None] | None = None,
-    engine: Engine | None = None,
+    *,
     first_step: int = 0,
     coarse: bool = True,
+    **options: Any,
 ) -> Result:
     """Solve for a (content, styles) pair, coarse to fine when ``coarse`` and the image is large
     enough: ``COARSE_SHARE`` of the iterations at half size, the rest at full size.
 
     ``first_step`` > 0 resumes a solve whose image at that step is ``init`` (at either size).
-    Styles keep their own size at both stages: their statistics set the stroke size.
+    Styles keep their own size at both stages: their statistics set the stroke size. ``options``
+    (optimizer, lr, seed, callback, engine) are :func:`solve`'s.
     """
     n_coarse = round(iters * COARSE_SHARE)
     if not coarse or min(content.shape[-2:]) < 2 * COARSE_MIN_SIDE or first_step >= n_coarse:
@@ -165,12 +164,11 @@ def solve_pair(
         if isinstance(x, torch.Tensor) and x.shape != c.shape:
             x = F.interpolate(x, size=c.shape[-2:], mode="bilinear", align_corners=False)
         targets = objective.targets(c, styles, weights)
-        part = solve(objective, c, targets, until - step, optimizer, x, lr, seed, callback, engine,
-                     step, iters)  # fmt: skip
+        part = solve(objective, c, targets, until - step, init=x, first_step=step, total=iters,
+                     **options)  # fmt: skip
         rows = [{**r, "elapsed_s": r["elapsed_s"] + offset} for r in part.history]
-        history = (
-            history[:-1] + rows if history else rows
-        )  # the hand-over step, scored at full size
+        # the step handed over from half size is scored again at full size: keep that row
+        history = history[:-1] + rows if history else rows
         offset = history[-1]["elapsed_s"]
         step, x = int(history[-1]["step"]), part.image
         if step < until:  # stopped by the callback
