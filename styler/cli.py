@@ -11,102 +11,33 @@ import argparse
 import os
 import sys
 import time
-import types
+import warnings
 from collections.abc import Callable
-from dataclasses import MISSING, Field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 from .config import TrainConfig
+from .options import add_options, build
 from .params import REFINE_ITERS, EvalConfig, FastRequest, Inputs, SolveRequest
+
+STYLE_HELP = "style image: a file or a preset id (see `styler styles`)"
 
 
 class UsageError(Exception):
     """A bad argument value, reported as one line with exit code 2."""
 
 
-def _unwrap(hint: Any) -> Any:
-    """``X | None`` → X."""
-    if get_origin(hint) in (Union, types.UnionType):
-        return next(a for a in get_args(hint) if a is not type(None))
-    return hint
-
-
-def _comma_list(kind: type) -> Callable[[str], tuple]:
-    def parse(text: str) -> tuple:
-        try:
-            return tuple(kind(x) for x in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated {kind.__name__} values, got {text!r}"
-            ) from None
-
-    return parse
-
-
-def _default(f: Field) -> Any:
-    if f.default_factory is not MISSING:
-        return f.default_factory()
-    return f.default
-
-
-def _shown(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
-def add_options(p: Any, cls: type, skip: tuple[str, ...] = (), **defaults: Any) -> None:
-    """One option per field of the dataclass ``cls``, with the field's default (or ``defaults``)
-    and help; a field without a default is a positional argument; a nested dataclass's fields
-    form a group of their own."""
-    hints = get_type_hints(cls)
-    for f in fields(cls):
-        kind = _unwrap(hints[f.name])
-        if f.name in skip:
-            continue
-        if is_dataclass(kind):
-            title = (kind.__doc__ or kind.__name__).splitlines()[0].rstrip(".")
-            add_options(p.add_argument_group(title), kind, skip, **defaults)
-            continue
-        default = defaults.get(f.name, _default(f))
-        text = f.metadata.get("help", "")
-        kw: dict[str, Any] = {"help": text}
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        if kind is bool:
-            kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
-        elif get_origin(kind) is tuple:
-            kw.update(type=_comma_list(get_args(kind)[0]), metavar="A,B,…")
-        else:
-            kw["type"] = kind
-        if default is MISSING:
-            p.add_argument(f.name, **kw)
-            continue
-        if not (default is None or default is False or default == "" or "default" in text):
-            kw["help"] = f"{text} (default {_shown(default)})"
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=default, **kw)
-
-
-def build(cls: type, a: argparse.Namespace) -> Any:
-    """The dataclass ``cls`` from parsed options (fields without an option keep their default)."""
-    hints = get_type_hints(cls)
-    values = {}
-    for f in fields(cls):
-        kind = _unwrap(hints[f.name])
-        if is_dataclass(kind):
-            values[f.name] = build(kind, a)
-        elif hasattr(a, f.name):
-            values[f.name] = getattr(a, f.name)
-    return cls(**values)
-
-
 def _run_context(a: argparse.Namespace, req: Any) -> tuple[Any, Any]:
     """The engine and the decoded (content, styles), checked before any work starts."""
-    from . import images, pipeline
+    from . import gallery, images, pipeline
 
     images.format_for(a.output)
+    styles = [(s, gallery.resolve_style(s)) for s in a.style]
+    if Path(a.output).resolve() in {p.resolve() for p in (a.content, *(p for _, p in styles))}:
+        raise UsageError(f"{a.output}: is an input image; choose another output name")
     engine = pipeline.engine_for(req, a.device)
-    sources = [(str(p), p) for p in (a.content, *a.style)]
-    return engine, pipeline.read_pair(sources[0], sources[1:], req, engine.device)
+    content = (str(a.content), a.content)
+    return engine, pipeline.read_pair(content, styles, req, engine.device)
 
 
 def _save(x: Any, path: str, alpha: Any = None) -> None:
@@ -115,18 +46,18 @@ def _save(x: Any, path: str, alpha: Any = None) -> None:
     images.save(images.to_pil(x, alpha), path)
 
 
-def cmd_fast(a: argparse.Namespace) -> None:
-    from . import pipeline
+def cmd_fast(a: argparse.Namespace) -> int:
+    from .batch import fast
 
-    req = build(FastRequest, a)
-    engine, pair = _run_context(a, req)
-    model = pipeline.load_model(a.weights, engine)
-    t0 = time.perf_counter()
-    out = pipeline.stylize(model, engine, pair, req)
-    dt = time.perf_counter() - t0
-    _save(out, a.output, pair.alpha)
-    size = f"{out.shape[-1]}×{out.shape[-2]}" + " (capped: the longer side's limit)" * pair.capped
-    print(f"{a.output}: {size} in {dt * 1000:.0f} ms (fast path, {engine.describe()})")
+    return fast(a, build(FastRequest, a))
+
+
+def cmd_styles(a: argparse.Namespace) -> None:
+    from .gallery import list_presets
+
+    for p in list_presets():
+        print(f"{p.id:40} {p.title} — {p.artist}, {p.year}")
+    print("\nUse an id wherever a style image goes: styler fast photo.jpg ID -o out.png")
 
 
 def _progress_bar(total: int, desc: str, save_to: str | None = None, save_every: int = 0,
@@ -228,8 +159,7 @@ def cmd_serve(a: argparse.Namespace) -> None:
 
 def _add_io(p: argparse.ArgumentParser, many_styles: bool = True) -> None:
     p.add_argument("content", type=Path, help="content photo (JPEG, PNG, WebP, …)")
-    p.add_argument("style", type=Path, nargs="+" if many_styles else 1,
-                   help="style image(s)" if many_styles else "style image")  # fmt: skip
+    p.add_argument("style", nargs="+" if many_styles else 1, help=STYLE_HELP)
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .webp)")
     _add_runtime(p)
 
@@ -257,12 +187,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(
         "fast",
-        "stylize with f_θ: one forward pass",
-        "Stylize CONTENT with one or more STYLE images using the network f_θ.",
+        "stylize with f_θ: one forward pass per image",
+        "Stylize a content with one or more styles using the network f_θ, at the content's own "
+        "size by default; or many contents (files, folders, globs) into --out-dir.",
         cmd_fast,
     )
-    _add_io(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="with -o: CONTENT STYLE [STYLE …]; with --out-dir: CONTENT … STYLE "
+                        "(files, folders, quoted globs)")  # fmt: skip
+    p.add_argument("-s", "--style", action="append", help=f"{STYLE_HELP}; repeat to mix "
+                   "styles; then every IMAGE is a content")  # fmt: skip
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("-o", "--output", help="output image (.png, .jpg or .webp)")
+    out.add_argument("--out-dir", help="folder for the outputs, NAME.FORMAT each (never "
+                     "over an input: NAME-styled then)")  # fmt: skip
+    p.add_argument("--format", choices=("png", "jpg", "webp"), default="png",
+                   help="output type with --out-dir (default png, which keeps transparency)")
+    _add_runtime(p)
     add_options(p, FastRequest)
+
+    command("styles", "list the style presets", "The style presets shipped with styler: id, "
+            "title, artist, year. An id works wherever a style image does.", cmd_styles)
 
     p = command("slow", "stylize by optimizing L per image (Gatys et al.)",
                 "Optimize the pixels of the output to minimize L(x; c, s), with a progress bar.",
@@ -347,8 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    def warn(message: Warning | str, *_: Any, **__: Any) -> None:
+        print(f"styler {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = warn  # one line, as errors are
+            code = args.func(args) or 0
     except (UsageError, ValueError, OSError) as e:  # ImageError, ModelError: ValueErrors too
         message = " ".join(str(e).split())  # one line, also for a settings validation error
         print(f"styler {args.command}: error: {message}", file=sys.stderr)
@@ -356,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code
 
 
 if __name__ == "__main__":

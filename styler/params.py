@@ -73,8 +73,9 @@ class Inputs:
 
 @dataclass(frozen=True)
 class FastRequest(Inputs):
-    """f_θ(content, styles): one forward pass."""
+    """f_θ(content, styles): one forward pass, at the content's own size unless asked."""
 
+    size: int = _opt(0, "shorter side of the output in pixels; 0: the content's own (default)")
     alpha: float = _opt(1.0, "content–style trade-off: 0 = the content, 1 = full style")
     preserve_color: bool = _opt(False, "keep the content's colours (luminance-only transfer)")
 

@@ -1,0 +1,192 @@
+"""``styler fast`` over one image or many: inputs expanded from files, folders and globs, output
+names that never overwrite an input, and the loop that loads the model and styles once."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
+
+    from .engine import Engine
+    from .model import StyleNet
+    from .params import FastRequest
+    from .pipeline import Content
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+_GLOB = ("*", "?", "[")
+
+
+def expand(args: Iterable[str]) -> list[Path]:
+    """Content files from files, folders (their images, sorted by name) and globs (quoted, so
+    the shell leaves them to styler), in order and without repeats. A name that is none of these
+    stays: reading it later says what is wrong. A folder or glob with no image is a ValueError."""
+    found: list[Path] = []
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            hits = sorted(p for p in path.iterdir()
+                          if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())  # fmt: skip
+        elif not path.exists() and any(c in arg for c in _GLOB):
+            hits = sorted(Path(p) for p in glob.glob(arg) if Path(p).is_file())
+        else:
+            hits = [path]
+        if not hits:
+            raise ValueError(f"{arg}: no images found")
+        found += hits
+    seen: set[Path] = set()
+    return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+
+
+def output_paths(contents: Sequence[Path], out_dir: Path, suffix: str,
+                 inputs: Iterable[Path]) -> list[Path]:  # fmt: skip
+    """``out_dir/NAME.suffix`` per content; ``NAME-styled[-N]`` where that is an input or another
+    output of the batch, so nothing given to styler is ever overwritten."""
+    taken = {p.resolve() for p in inputs}
+    outs = []
+    for content in contents:
+        names = [content.stem, f"{content.stem}-styled"]
+        names += (f"{content.stem}-styled-{n}" for n in range(2, len(contents) + 3))
+        path = next(out_dir / f"{n}{suffix}" for n in names
+                    if (out_dir / f"{n}{suffix}").resolve() not in taken)  # fmt: skip
+        taken.add(path.resolve())
+        outs.append(path)
+    return outs
+
+
+class TileBar:
+    """A progress bar for the tiles of one large image, shown from its first tile on."""
+
+    def __init__(self, desc: str, position: int = 0) -> None:
+        self.desc, self.position, self.bar = desc, position, None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, unit="tile", leave=False,
+                            position=self.position, dynamic_ncols=True)  # fmt: skip
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Stylist:
+    """f_θ with its styles loaded once; style codes kept per content size (a style's working
+    size follows the content's), so a batch of same-sized photos encodes each style once."""
+
+    def __init__(self, model: StyleNet, engine: Engine, req: FastRequest,
+                 styles: Sequence[Image.Image]) -> None:  # fmt: skip
+        self.model, self.engine, self.req, self.styles = model, engine, req, styles
+        self._codes: dict[tuple[int, int], list] = {}
+
+    def __call__(self, content: Content, tiles: TileBar | None = None) -> torch.Tensor:
+        """f_θ's output for a decoded content."""
+        from . import pipeline
+
+        if content.size not in self._codes:
+            fitted = [pipeline.fit_style(s, content.size, self.req) for s in self.styles]
+            self._codes[content.size] = pipeline.style_codes(self.model, self.engine, fitted)
+        return pipeline.stylize_codes(self.model, self.engine, content.rgb,
+                                      self._codes[content.size], self.req,
+                                      tile_progress=tiles)  # fmt: skip
+
+
+def run_batch(stylist: Stylist, contents: Sequence[Path], outputs: Sequence[Path]) -> int:
+    """Stylize every content to its output with a progress bar (images/s); an unreadable one is
+    skipped with one line. The number that failed."""
+    from tqdm import tqdm
+
+    from . import images, pipeline
+
+    failed, t0 = 0, time.perf_counter()
+    with tqdm(total=len(contents), desc="fast", unit="img", dynamic_ncols=True) as bar:
+        for src, dst in zip(contents, outputs):
+            try:
+                content = pipeline.read_content((str(src), src), stylist.req)
+                tiles = TileBar(src.name, position=1)
+                try:
+                    out = stylist(content, tiles)
+                finally:
+                    tiles.close()
+                images.save(images.to_pil(out, content.alpha), dst)
+            except (ValueError, OSError) as e:
+                failed += 1
+                tqdm.write(f"styler fast: skipped {' '.join(str(e).split())}", sys.stderr)
+            else:
+                if content.scaled:
+                    tqdm.write(f"{src}: scaled down {content.scaled} (the longer side's cap)")
+            bar.update(1)
+    done, secs = len(contents) - failed, time.perf_counter() - t0
+    print(f"{done} of {len(contents)} images written in {secs:.1f} s "
+          f"({done / secs:.2f} images/s)")  # fmt: skip
+    return failed
+
+
+def _split_args(a: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(contents, styles): ``--style`` names the styles; else with ``-o`` the first image is the
+    content and the rest are styles, and with ``--out-dir`` the last image is the style."""
+    if a.style:
+        contents, styles = list(a.images), list(a.style)
+    elif a.output:
+        contents, styles = a.images[:1], a.images[1:]
+    else:
+        contents, styles = a.images[:-1], a.images[-1:]
+    if not contents or not styles:
+        raise ValueError("give content image(s) and at least one style (a file or a preset id "
+                         "of `styler styles`)")  # fmt: skip
+    return contents, styles
+
+
+def fast(a: argparse.Namespace, req: FastRequest) -> int:
+    """The ``fast`` command: one content to ``-o``, or many to ``--out-dir``; the exit code."""
+    from . import gallery, images, pipeline
+
+    content_args, style_args = _split_args(a)
+    style_paths = [gallery.resolve_style(s) for s in style_args]
+    if a.output:
+        if len(content_args) != 1:
+            raise ValueError("-o writes one image; use --out-dir for several contents")
+        images.format_for(a.output)
+        path = Path(content_args[0])
+        inputs = {p.resolve() for p in (path, *style_paths)}
+        if Path(a.output).resolve() in inputs:
+            raise ValueError(f"{a.output}: is an input image; choose another output name")
+        content = pipeline.read_content((str(path), path), req)
+    else:
+        contents = expand(content_args)
+        out_dir = Path(a.out_dir)
+        outputs = output_paths(contents, out_dir, f".{a.format}", [*contents, *style_paths])
+    styles = [pipeline.load_style((arg, p)) for arg, p in zip(style_args, style_paths)]
+    engine = pipeline.engine_for(req, a.device)
+    stylist = Stylist(pipeline.load_model(a.weights, engine), engine, req, styles)
+    if not a.output:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        failed = run_batch(stylist, contents, outputs)
+        if failed:
+            print(f"styler fast: {failed} of {len(contents)} images failed", file=sys.stderr)
+        return 1 if failed else 0
+    if content.scaled:
+        print(f"{path}: scaled down {content.scaled} (the longer side is at most "
+              f"{images.MAX_SIDE} px; --size chooses)")  # fmt: skip
+    t0 = time.perf_counter()
+    tiles = TileBar(path.name)
+    try:
+        out = stylist(content, tiles)
+    finally:
+        tiles.close()
+    dt = time.perf_counter() - t0
+    images.save(images.to_pil(out, content.alpha), a.output)
+    print(f"{a.output}: {out.shape[-1]}×{out.shape[-2]} in {dt * 1000:.0f} ms "
+          f"(fast path, {engine.describe()})")  # fmt: skip
+    return 0
