@@ -63,7 +63,8 @@ def main() -> None:
     p.add_argument("--outputs", action="append", default=[], help="NAME=DIR of images to score")
     p.add_argument("--pairs", type=int, default=4)
     p.add_argument("--size", type=int, default=512)
-    p.add_argument("--iters", type=int, default=100, help="solver iterations of the reference")
+    p.add_argument("--iters", type=int, default=200, help="solver iterations of the reference")
+    p.add_argument("--ratio-at", type=int, default=100, help="the reference's iteration for ratios")
     p.add_argument("--refine", type=int, default=20, help="refinement iterations after f_θ")
     p.add_argument("--cache", type=Path, default=Path("eval/results/solver-cache"))
     p.add_argument("--bench", type=int, default=512)
@@ -81,7 +82,9 @@ def main() -> None:
         pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
         ref = solver_run(pair, engine, objective, f"{key}-{a.size}-{a.iters}", a.iters, a.cache)
         solver = ref["history"]
-        row = {"pair": key, "solver": {k: solver[-1][k] for k in TERMS}, "models": {}}
+        at = {h["step"]: h for h in solver}
+        row = {"pair": key, "solver": {k: at[a.ratio_at][k] for k in TERMS},
+               "solver_final": {k: solver[-1][k] for k in TERMS}, "models": {}}  # fmt: skip
         tiles = [pair.content, pair.styles[0]]
         outs = {n: pipeline.stylize(m, engine, pair, req) for n, m in models.items()}
         for n, d in outputs.items():
@@ -124,11 +127,18 @@ def main() -> None:
             m = models[n]
             summary[n]["params"] = sum(v.numel() for v in m.trained_state().values())
             summary[n]["encoder"] = m.kind
-            summary[n]["refined_L"] = statistics.median(r["models"][n]["refined"] for r in rows)
+            if a.refine:
+                refined = [r["models"][n]["refined"] for r in rows]
+                final = [r["solver_final"]["total"] for r in rows]
+                summary[n]["refined_L"] = statistics.median(refined)
+                summary[n][f"refined_le_solver{a.iters}"] = sum(
+                    x <= y for x, y in zip(refined, final, strict=True)
+                ) / len(rows)
             if not a.no_latency:
                 summary[n]["latency_s"] = latency(m, engine, a.bench, a.repeats)
     a.out.mkdir(parents=True, exist_ok=True)
-    report = {"size": a.size, "pairs": len(rows), "solver_iters": a.iters, "refine": a.refine,
+    report = {"size": a.size, "pairs": len(rows), "solver_iters": a.iters,
+              "ratio_at": a.ratio_at, "refine": a.refine,
               "precision": engine.precision, "summary": summary, "rows": rows}  # fmt: skip
     (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     labels = ["content", "style", *names, f"solver@{a.iters}"]
