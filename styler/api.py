@@ -3,7 +3,11 @@
 Endpoints (OpenAPI docs at /docs)::
 
     GET    /                      the web page (package data styler/web/)
-    POST   /v1/stylize            f_θ(content, styles) → the image; X-Elapsed-Ms, X-Image-Size
+    POST   /v1/stylize            f_θ(content, styles) → the image; X-Elapsed-Ms, X-Image-Size,
+                                  X-Styler-Cache, X-Styler-Scaled (when a limit scaled it down)
+    POST   /v1/styles             upload a style to the gallery (its code computed once)
+    GET    /v1/styles             the presets and uploaded styles, with thumbnail URLs
+    GET    /v1/styles/{id}/thumbnail, DELETE /v1/styles/{id}
     POST   /v1/jobs               the solver as a durable background job → 202 {"id": ...}
     GET    /v1/jobs/{id}          status, step/total, loss terms, timing, note
     GET    /v1/jobs/{id}/events   Server-Sent Events: "progress" (with a ≤ 256 px JPEG preview
@@ -34,7 +38,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import http
+from . import gallery_api, http
 from .config import LossConfig
 from .forms import MAX_STYLES, OUTPUT_FORMATS, Images, Svc, about, multipart, typed
 from .http import ApiError, bad_parameter, busy
@@ -54,7 +58,8 @@ _FAST, _SOLVE, _LOSS = FastRequest(), SolveRequest(), LossConfig()
 
 def _job_json(job: Job) -> dict[str, Any]:
     result = f"/v1/jobs/{job.id}/result" if job.status == "done" else None
-    return {**job.to_dict(), "events_url": f"/v1/jobs/{job.id}/events", "result_url": result}
+    return {**job.to_dict(), "scaled": job.params.get("scaled"),
+            "events_url": f"/v1/jobs/{job.id}/events", "result_url": result}  # fmt: skip
 
 
 def _job(svc: Service, job_id: str) -> Job:
@@ -98,6 +103,8 @@ def info(svc: Svc) -> dict[str, Any]:
         "model": {**model, **{k: config[k] for k in MODEL_CARD if k in config}},
         "limits": {**svc.settings.limits(), "max_styles": MAX_STYLES},
         "load": {"inferences": svc.limiter.pending, "jobs_waiting": svc.pool.waiting},
+        "cache": {"max_mb": svc.settings.cache_mb, "styles": len(svc.stats.codes),
+                  "contents": len(svc.stats.encodings)},
         "formats": list(OUTPUT_FORMATS),
         "solver": {
             "optimizers": list(_field_choices("optimizer")), "inits": list(_field_choices("init")),
@@ -120,17 +127,22 @@ async def stylize(
         bool, Form(description=about(FastRequest, "preserve_color"))
     ] = _FAST.preserve_color,
 ) -> Response:
-    """The fast path f_θ. X-Elapsed-Ms is the server's time once the upload has arrived."""
+    """The fast path f_θ, at the content's own size unless ``size`` asks (within the server's
+    limits; X-Styler-Scaled says when they scaled it down). X-Elapsed-Ms is the server's time once
+    the upload has arrived; X-Styler-Cache says whether the styles' codes and the content's
+    encoding came from the cache (``style=hit,content=miss``)."""
     svc.ready_model()
-    req = typed(FastRequest, **up.common, alpha=alpha, preserve_color=preserve_color)
+    req = typed(FastRequest, **up.common(FastRequest), alpha=alpha, preserve_color=preserve_color)
     t0 = time.perf_counter()
-    work = partial(svc.stylize, up.inputs, req, up.format)
-    data, media_type, (w, h) = await svc.limiter.run(work, svc.settings.request_timeout_s)
+    work = partial(svc.stylize, up.content, up.styles, req, up.format)
+    out = await svc.limiter.run(work, svc.settings.request_timeout_s)
     headers = {
         "X-Elapsed-Ms": f"{(time.perf_counter() - t0) * 1000:.0f}",
-        "X-Image-Size": f"{w}x{h}",
+        "X-Image-Size": f"{out.size[0]}x{out.size[1]}",
+        "X-Styler-Cache": out.cache,
+        **({"X-Styler-Scaled": out.scaled} if out.scaled else {}),
     }
-    return Response(data, media_type=media_type, headers=headers)
+    return Response(out.data, media_type=out.media_type, headers=headers)
 
 
 @router.post("/v1/jobs", tags=["jobs"], status_code=202, dependencies=[Depends(multipart)])
@@ -156,13 +168,15 @@ async def create_job(
     if iters > max_iters:
         raise bad_parameter(f"iters {iters} is over this server's limit of {max_iters}")
     loss = typed(LossConfig, style_weight=style_weight, content_weight=content_weight)
-    req = typed(SolveRequest, **up.common, iters=iters, optimizer=optimizer, init=init,
-                   loss=loss)  # fmt: skip
+    req = typed(SolveRequest, **up.common(SolveRequest), iters=iters, optimizer=optimizer,
+                init=init, loss=loss)  # fmt: skip
+    svc.styles.prune()  # uploaded styles share the jobs' retention
     if svc.pool.full():  # before the decoding work
         raise busy("the job queue is full; please try again later")
     pair = await asyncio.to_thread(svc.read, up.inputs, req)  # every image judged now
     output_size = list(pair.content.shape[-2:][::-1])
-    params = {**req.to_dict(), "format": up.format, "output_size": output_size}
+    params = {**req.to_dict(), "format": up.format, "output_size": output_size,
+              "scaled": pair.scaled}  # fmt: skip
     try:
         job = svc.pool.submit(params, req.iters, up.inputs)
     except QueueFull:
@@ -248,6 +262,7 @@ def create_app(weights: str | Path | StyleNet | None = None, settings: Settings 
     app.state.service = svc
     http.install(app, svc.settings.max_upload_bytes)
     app.include_router(router)
+    app.include_router(gallery_api.router)
     app.mount("/", StaticFiles(packages=[("styler", "web")], html=True), name="web")
     return app
 

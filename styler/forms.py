@@ -1,5 +1,6 @@
-"""The multipart forms of the API, read into what the typed requests need: named image bytes and
-the input options shared by both paths (defaults from :mod:`styler.params`)."""
+"""The multipart forms of the API, read into what the typed requests need: named image bytes
+(uploads, or named styles of the gallery by ``style_id``) and the input options shared by both
+paths (defaults from :mod:`styler.params`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, File, Form, Request, UploadFile
 
 from .http import ApiError, bad_parameter
+from .memo import StyleSource
 from .model import normalize_weights
 from .params import FastRequest
 from .service import Service
@@ -61,25 +63,44 @@ def _weights(text: str | None, n: int) -> tuple[float, ...] | None:
 
 
 class Uploads:
-    """A request's images (encoded, named for error messages) and how to read and write them."""
+    """A request's content and styles (encoded, named for error messages), the shared options
+    and the output format."""
 
-    def __init__(self, inputs: list[tuple[str, bytes]], common: dict[str, Any], fmt: str) -> None:
-        self.inputs, self.common, self.format = inputs, common, fmt
+    def __init__(self, content: tuple[str, bytes], styles: list[StyleSource],
+                 common: dict[str, Any], size: int | None, fmt: str, max_size: int) -> None:  # fmt: skip
+        self.content, self.styles, self.format = content, styles, fmt
+        self._common, self._size, self._max_size = common, size, max_size
+
+    @property
+    def inputs(self) -> list[tuple[str, bytes]]:
+        """Content, then styles: what a job stores."""
+        return [self.content, *((s.name, s.data) for s in self.styles)]
+
+    def common(self, cls: type) -> dict[str, Any]:
+        """The shared options for request ``cls``; no size given: its default (capped)."""
+        size = self._size
+        if size is None:
+            size = min(cls().size, self._max_size) if cls().size else 0
+        return {**self._common, "size": size}
 
 
 async def _uploads(
     svc: Svc,
     content: Annotated[UploadFile, File(description="the photo to stylize")],
-    style: Annotated[list[UploadFile], File(description=f"one to {MAX_STYLES} style images")],
+    style: Annotated[
+        list[UploadFile] | None, File(description=f"one to {MAX_STYLES} style images")
+    ] = None,
+    style_id: Annotated[
+        list[str] | None,
+        Form(description="a style of the gallery (GET /v1/styles), instead of or after uploads"),
+    ] = None,
     style_weights: Annotated[
         str | None, Form(description=about(FastRequest, "style_weights"))
     ] = None,
     size: Annotated[
         int | None,
-        Form(
-            description=about(FastRequest, "size") + " (default "
-            f"{_FAST.size}, capped by the server)"
-        ),
+        Form(description=about(FastRequest, "size") + " (stylize: the content's own, jobs: "
+             "512; capped by the server)"),
     ] = None,
     style_scale: Annotated[
         float, Form(description=about(FastRequest, "style_scale"))
@@ -95,18 +116,20 @@ async def _uploads(
     if format.lower() not in OUTPUT_FORMATS:
         message = f"output format {format!r} is not supported (use png, jpeg or webp)"
         raise ApiError(415, "unsupported_media_type", message)
-    size = min(_FAST.size, svc.settings.max_size) if size is None else size
-    if size > svc.settings.max_size:
+    if size is not None and size > svc.settings.max_size:
         raise bad_parameter(f"size {size} is over this server's limit of {svc.settings.max_size}")
-    if len(style) > MAX_STYLES:
-        raise bad_parameter(f"{len(style)} style images; at most {MAX_STYLES}")
-    inputs = [(f"content '{content.filename}'", await content.read())]
-    inputs += [(f"style '{f.filename}'", await f.read()) for f in style]
+    uploads, ids = style or [], style_id or []
+    if not uploads and not ids:
+        raise ApiError(422, "missing_field", "missing field: style (or style_id)")
+    if len(uploads) + len(ids) > MAX_STYLES:
+        raise bad_parameter(f"{len(uploads) + len(ids)} style images; at most {MAX_STYLES}")
+    styles = [StyleSource(f"style '{f.filename}'", await f.read()) for f in uploads]
+    styles += [svc.style_source(sid) for sid in ids]
     precision = svc.engine.precision if svc.engine else _FAST.precision
-    weights = _weights(style_weights, len(style))
-    common = {"size": size, "style_weights": weights, "style_scale": style_scale,
-              "precision": precision}  # fmt: skip
-    return Uploads(inputs, common, format.lower())
+    weights = _weights(style_weights, len(styles))
+    common = {"style_weights": weights, "style_scale": style_scale, "precision": precision}
+    content_in = (f"content '{content.filename}'", await content.read())
+    return Uploads(content_in, styles, common, size, format.lower(), svc.settings.max_size)
 
 
 Images = Annotated[Uploads, Depends(_uploads)]

@@ -3,8 +3,8 @@
 Every error is JSON ``{"error": {"code": ..., "message": ...}}``:
 
     400 bad_image (not an image, truncated, too small) · bad_parameter (a value out of range)
-    404 not_found (unknown job or path) · 405 method_not_allowed
-    409 not_done (the result of a job that is not done)
+    404 not_found (unknown job, style or path) · 405 method_not_allowed
+    409 not_done (the result of a job that is not done) · read_only (deleting a preset)
     413 too_large (a body over STYLER_MAX_UPLOAD_BYTES, or an image with more than
         STYLER_MAX_PIXELS, read from its header before decoding)
     415 unsupported_media_type (a body that is not multipart/form-data; an output format other
@@ -29,6 +29,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .gallery import PresetReadOnly, StyleNotFound
 from .images import ImageError, ImageTooLarge
 
 RETRY_AFTER_S = 5
@@ -80,6 +81,10 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 async def _image_error(request: Request, exc: ImageError) -> JSONResponse:
     if isinstance(exc, ImageTooLarge):
         return _error(413, "too_large", str(exc))
+    if isinstance(exc, StyleNotFound):
+        return _error(404, "not_found", str(exc))
+    if isinstance(exc, PresetReadOnly):
+        return _error(409, "read_only", str(exc))
     return _error(400, "bad_image", str(exc))
 
 

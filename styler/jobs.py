@@ -89,11 +89,11 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """The public view: everything but the preview (sent as progress events) and the result."""
         keys = ("id", "status", "step", "total", "terms", "error", "note", "attempts", "params")
-        times = {f"{k}_at": _iso(getattr(self, k)) for k in ("created", "started", "finished")}
+        times = {f"{k}_at": iso_time(getattr(self, k)) for k in ("created", "started", "finished")}
         return {**{k: getattr(self, k) for k in keys}, **times, "elapsed_s": self.elapsed_s}
 
 
-def _iso(t: float | None) -> str | None:
+def iso_time(t: float | None) -> str | None:
     return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 

@@ -1,5 +1,6 @@
 """What the routes share: settings, the engine and model (loaded in the background at start-up),
-the fast path's limiter, and the durable job store and its workers running the solve pipeline."""
+the fast path's limiter and statistics cache, the style gallery, and the durable job store and
+its workers running the solve pipeline."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import io
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +17,11 @@ import torch
 
 from . import images, pipeline
 from .engine import Engine
+from .gallery import StyleEntry, StyleStore
 from .http import RETRY_AFTER_S, ApiError, Limiter
 from .jobs import JobStore
 from .losses import LossConfig, Objective
+from .memo import Stats, StyleSource, result_header
 from .model import DEFAULT_WEIGHTS, StyleNet
 from .params import FastRequest, SolveRequest
 from .settings import Settings
@@ -30,6 +34,18 @@ PREVIEW_SIDE = 256
 PREVIEWS = 25  # previews per job, about
 CHECKPOINT_EVERY = 10  # iterations at most between two checkpoints of a running job
 LOSS_TERMS = ("total", "content", "style", "style_moments", "style_gram", "tv")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The fast path's answer: the encoded image, its size, whether a limit scaled the content
+    down (``"4000x3000->2048x1536"``) and how the statistics cache did."""
+
+    data: bytes
+    media_type: str
+    size: tuple[int, int]
+    scaled: str | None
+    cache: str
 
 
 class Service:
@@ -51,6 +67,10 @@ class Service:
         self.limiter = Limiter(s.max_inferences, s.max_waiting)
         retention_s = s.job_retention_days * 86400
         self.store = JobStore(Path(s.data_dir) / "jobs.sqlite3", retention_s=retention_s)
+        self.styles = StyleStore(Path(s.data_dir) / "styles", s.max_upload_bytes, retention_s,
+                                 s.max_pixels)  # fmt: skip
+        self.styles.prune()
+        self.stats = Stats(s.cache_mb * 2**20, self.styles)
         self.pool = WorkerPool(self.store, self.run_job, s.job_workers, s.job_queue)
         self._loading = asyncio.create_task(asyncio.to_thread(self._load_model))
 
@@ -85,14 +105,36 @@ class Service:
         device = self.engine.device if self.engine else "cpu"
         return pipeline.read_pair(inputs[0], inputs[1:], req, device, self.limits)
 
-    def stylize(self, inputs: list[tuple[str, bytes]], req: FastRequest, fmt: str):
-        """The fast path, start to end (runs in a thread): decode, f_θ, encode."""
+    def stylize(self, content: tuple[str, bytes], styles: list[StyleSource], req: FastRequest,
+                fmt: str) -> Rendered:  # fmt: skip
+        """The fast path, start to end (runs in a thread): decode the content, its encoding and the
+        styles' codes from the cache or computed, f_θ's decoder, encode."""
         model, engine = self.ready_model(), self.engine
         assert engine is not None
-        pair = self.read(inputs, req)
-        out = pipeline.stylize(model, engine, pair, req)
-        data, media_type = pipeline.encode(out, fmt, pair.alpha)
-        return data, media_type, (out.shape[-1], out.shape[-2])
+        decoded = pipeline.read_content(content, req, self.limits)
+        found = [self.stats.code(model, engine, s, decoded.size, req, self.limits) for s in styles]
+        encoded, how = self.stats.encoding(model, engine, content[1], decoded)
+        codes = [code for code, _ in found]
+        out = pipeline.stylize_codes(model, engine, decoded.rgb, codes, req, encoded=encoded)
+        data, media_type = pipeline.encode(out, fmt, decoded.alpha)
+        cache = result_header(how, [h for _, h in found])
+        return Rendered(data, media_type, decoded.size, decoded.scaled, cache)
+
+    def add_style(self, data: bytes, name: str) -> StyleEntry:
+        """Store an uploaded style and its code at the working size of a photo at this server's
+        size cap (style_scale 1: the page's default), computed once (runs in a thread)."""
+        self.styles.prune()
+        model, engine = self.ready_model(), self.engine
+        assert engine is not None
+        entry = self.styles.add(data, name)
+        side = self.settings.max_size
+        self.stats.code(model, engine, self.style_source(entry.id), (side, side), FastRequest(),
+                        self.limits)  # fmt: skip
+        return entry
+
+    def style_source(self, sid: str) -> StyleSource:
+        """A preset's or an upload's bytes (:class:`~styler.gallery.StyleNotFound` if none)."""
+        return StyleSource(f"style '{sid}'", self.styles.get(sid).path.read_bytes(), sid)
 
     def _objective(self, loss: LossConfig, engine: Engine) -> Objective:
         """One objective (and its VGG) per loss configuration, shared by the job threads."""

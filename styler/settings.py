@@ -15,7 +15,7 @@ from .images import MAX_PIXELS
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STYLER_", frozen=True, extra="ignore")
 
-    data_dir: Path = Field(Path("styler-data"), description="folder of the job database")
+    data_dir: Path = Field(Path("styler-data"), description="folder of the jobs and styles")
     weights: Path | None = Field(None, description="f_θ model file; default: the shipped model")
     device: str = Field("auto", description="auto (cuda if available), cpu, cuda, cuda:1 …")
     precision: Literal["auto", "bf16", "fp32"] = Field(
@@ -32,7 +32,12 @@ class Settings(BaseSettings):
     job_workers: PositiveInt = Field(1, description="solver threads")
     job_queue: PositiveInt = Field(16, description="new jobs waiting for a thread; more get 503")
     max_iters: PositiveInt = Field(500, description="solver iterations per job")
-    job_retention_days: PositiveFloat = Field(7.0, description="finished jobs are kept this long")
+    job_retention_days: PositiveFloat = Field(
+        7.0, description="finished jobs and uploaded styles are kept this long"
+    )
+    cache_mb: NonNegativeInt = Field(
+        256, description="memory for cached style codes and content encodings; 0: none"
+    )
 
     def limits(self) -> dict[str, int | float]:
         prefixes = ("max_", "request_", "job_")

@@ -98,7 +98,7 @@ class WorkerPool:
             cancelled = self.store.progress(job_id, step, terms, preview)
             return cancelled or self._stopping.is_set()
 
-        checkpoint = lambda step, state: self.store.checkpoint(job_id, step, state)  # noqa: E731
+        checkpoint = lambda step, state: self.store.checkpoint(job_id, step, state)
         run = Run(job, self.store.inputs(job_id), self.store.resume_point(job_id), progress,
                   checkpoint)  # fmt: skip
         try:

@@ -74,14 +74,14 @@ def events(client, job_id: str) -> list[tuple[str, dict]]:
 def gate(api_model, monkeypatch):
     """Holds every f_θ call until ``gate.release`` is set; ``gate.entered``: one is held."""
     entered, release = threading.Event(), threading.Event()
-    forward = api_model.forward
+    run = api_model.stylize
 
     def held(*args, **kwargs):
         entered.set()
         assert release.wait(60), "the test never released the gate"
-        return forward(*args, **kwargs)
+        return run(*args, **kwargs)
 
-    monkeypatch.setattr(api_model, "forward", held)
+    monkeypatch.setattr(api_model, "stylize", held)
     yield SimpleNamespace(entered=entered, release=release)
     release.set()
 
@@ -270,7 +270,7 @@ def test_internal_error_is_clean_json(api_client, api_images, api_model, monkeyp
         raise RuntimeError("secret internals at /srv/styler")
 
     with api_client() as c:
-        monkeypatch.setattr(api_model, "forward", boom)
+        monkeypatch.setattr(api_model, "stylize", boom)
         r = stylize(c, api_images)
         assert error_of(r, 500, "internal") == "internal server error" and "secret" not in r.text
         monkeypatch.undo()
@@ -282,7 +282,7 @@ def test_fast_path_concurrency_limit(api_client, api_images, gate, api_wait):
         first = threads.submit(stylize, c, api_images)
         assert gate.entered.wait(30)
         second = threads.submit(stylize, c, api_images)
-        waiting = lambda: c.get("/v1/info").json()["load"]["inferences"] == 2  # noqa: E731
+        waiting = lambda: c.get("/v1/info").json()["load"]["inferences"] == 2
         api_wait(waiting, what="the second request to wait in line")
         r = stylize(c, api_images)
         assert "busy" in error_of(r, 503, "busy") and int(r.headers["retry-after"]) > 0
@@ -299,7 +299,7 @@ def test_fast_path_timeout(api_client, api_images, gate, api_wait):
             c.get("/v1/info").json()["load"]["inferences"] == 1
         )  # still computing: its slot stays taken
         gate.release.set()
-        idle = lambda: c.get("/v1/info").json()["load"]["inferences"] == 0  # noqa: E731
+        idle = lambda: c.get("/v1/info").json()["load"]["inferences"] == 0
         api_wait(idle, what="the abandoned inference to end")
         assert stylize(c, api_images).status_code == 200
 
@@ -402,7 +402,7 @@ def test_job_errors(api_client, api_images, api_model, monkeypatch, api_wait):
         def boom(*args, **kwargs):
             raise RuntimeError("secret internals")
 
-        monkeypatch.setattr(api_model, "forward", boom)
+        monkeypatch.setattr(api_model, "stylize", boom)
         failed = submit(c, api_images, iters="1", init="fast").json()
         api_wait(lambda: job_status(c, failed["id"])["status"] == "failed", what="the job to fail")
         monkeypatch.undo()
@@ -439,7 +439,7 @@ def test_restart_keeps_results_and_resumes_unfinished_jobs(api_client, api_image
         assert job_status(c, job["id"])["status"] == "done"
         assert c.get(f"/v1/jobs/{job['id']}/result").content == result
         for j in (crashed, queued):
-            done = lambda j=j: job_status(c, j.id)["status"] == "done"  # noqa: E731
+            done = lambda j=j: job_status(c, j.id)["status"] == "done"
             api_wait(done, what="the resumed jobs")
             assert decode(c.get(f"/v1/jobs/{j.id}/result").content).size == (43, 32)
         status = job_status(c, crashed.id)
