@@ -59,17 +59,22 @@ def open_page(browser: Browser, url: str, viewport: dict) -> Page:
 
 
 def choose(page: Page, content: Path, style: Path) -> None:
+    """The content, and a style uploaded to the gallery (chosen once it is there)."""
+    presets = page.locator(".swatch[data-preset]")
+    expect(presets.first).to_be_visible()
+    uploads = page.locator(".swatch:not([data-preset])").count()
+    page.set_input_files("#style-input", style)  # before the content: nothing renders yet
+    expect(page.locator(".swatch:not([data-preset])")).to_have_count(uploads + 1)
+    expect(page.locator(".swatch[aria-pressed=true]")).not_to_have_attribute("data-preset", "")
     page.set_input_files("#content-input", content)
-    page.set_input_files("#style-input", style)
     for role in ("content", "style"):
         expect(page.locator(f"#{role}-preview")).to_be_visible()
-    page.select_option(
-        "#size", "0"
-    )  # the content's own size: tiny, so the solver is quick on a CPU
+    expect(page.locator("#size")).to_have_value("0")  # the content's own size by default
 
 
 def stylize(page: Page) -> None:
-    page.click("#stylize-btn")
+    with page.expect_response("**/v1/stylize"):
+        page.click("#stylize-btn")
     expect(page.locator("#result-img")).to_be_visible()
     page.wait_for_function("document.getElementById('result-img').naturalWidth > 0")
     expect(page.locator("#result-info")).to_contain_text("ms on the server")
@@ -122,4 +127,67 @@ def test_phone_layout(browser, server, inputs):
     box = page.locator("#stylize-btn").bounding_box()
     assert box and box["width"] > PHONE["width"] * 0.8  # full-width button on a phone
     page.screenshot(path=ARTIFACTS / "4-phone.png", full_page=True)
+    page.close()
+
+
+RECORD_FORMS = """() => {  // keep the text fields of every form the page sends
+    window.sentForms = [];
+    const fetch0 = window.fetch;
+    window.fetch = (url, options = {}) => {
+        if (options.body instanceof FormData) {
+            const fields = {};
+            for (const [k, v] of options.body.entries()) fields[k] = v instanceof File ? "<file>" : v;
+            window.sentForms.push(fields);
+        }
+        return fetch0(url, options);
+    };
+}"""
+
+
+def last_form(page: Page) -> dict:
+    return page.evaluate("window.sentForms[window.sentForms.length - 1]")
+
+
+def set_slider(page: Page, selector: str, value: float) -> None:
+    page.eval_on_selector(selector, "(el, v) => { el.value = v; "
+                          "el.dispatchEvent(new Event('input', { bubbles: true })); }", value)  # fmt: skip
+
+
+def test_gallery_stroke_size_and_alpha_rerender(browser, server, inputs):
+    page = open_page(browser, server, LAPTOP)
+    presets = page.locator(".swatch[data-preset]")
+    expect(presets).to_have_count(10)
+    page.wait_for_function("[...document.querySelectorAll('.swatch img')].every("
+                           "i => i.complete && i.naturalWidth > 0)")  # fmt: skip
+    page.evaluate(RECORD_FORMS)
+    page.set_input_files("#content-input", inputs["content"])
+
+    # Clicking a preset stylizes with it (by id: nothing uploaded).
+    with page.expect_response("**/v1/stylize"):
+        presets.nth(2).click()
+    form = last_form(page)
+    assert form["style_id"] == presets.nth(2).get_attribute("data-id") and "style" not in form
+    assert form["content"] == "<file>" and form["size"] == "0"
+    expect(presets.nth(2)).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#result-info")).to_contain_text("ms on the server")
+    expect(page.locator("#download-btn")).to_have_attribute("download", "stylized.png")
+    page.screenshot(path=ARTIFACTS / "5-gallery.png", full_page=True)
+
+    # The stroke-size slider is there and goes into the request (style codes: a new size).
+    expect(page.locator("#style-scale")).to_be_visible()
+    with page.expect_response("**/v1/stylize") as answer:
+        set_slider(page, "#style-scale", 1.5)
+    assert last_form(page)["style_scale"] == "1.5"
+    assert answer.value.headers["x-styler-cache"] == "style=miss,content=hit"
+    expect(page.locator("#style-scale-value")).to_have_text("1.50×")
+
+    # Moving alpha re-renders from the server's cache, once the slider rests: one request.
+    sent = page.evaluate("window.sentForms.length")
+    with page.expect_response("**/v1/stylize") as answer:
+        for value in (0.9, 0.7, 0.5):
+            set_slider(page, "#alpha", value)
+    assert last_form(page)["alpha"] == "0.5" and page.evaluate("window.sentForms.length") == sent + 1
+    assert answer.value.headers["x-styler-cache"] == "style=hit,content=hit"
+    expect(page.locator("#result-info")).to_contain_text("cache: style hit, content hit")
+    page.screenshot(path=ARTIFACTS / "6-rerendered.png", full_page=True)
     page.close()

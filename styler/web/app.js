@@ -1,8 +1,14 @@
-// styler's web page: pick two images, stylize with f_θ, then refine with a solver job followed over SSE.
+// styler's web page: a photo and a style of the gallery (presets and uploads), stylized with f_θ at
+// the photo's own size; moving a slider re-renders from the server's statistics cache; then refine
+// with a solver job followed over SSE.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { content: null, style: null, limits: {}, resultUrl: null, job: null, events: null };
+const state = {
+  content: null, styleId: null, limits: {}, resultUrl: null, job: null, events: null,
+  rendering: false, again: false, timer: null,
+};
+const RERENDER_MS = 250; // a slider's re-render waits until it has rested this long
 
 const mb = (bytes) => (bytes < 2 ** 20 ? `${Math.ceil(bytes / 1024)} kB` : `${(bytes / 2 ** 20).toFixed(1)} MB`);
 
@@ -44,7 +50,8 @@ function setupDrop(role) {
       input.click();
     }
   });
-  input.addEventListener("change", () => input.files[0] && pick(role, input.files[0]));
+  const chosen = role === "content" ? pickContent : uploadStyle;
+  input.addEventListener("change", () => input.files[0] && chosen(input.files[0]));
   for (const type of ["dragenter", "dragover"]) {
     drop.addEventListener(type, (e) => {
       e.preventDefault();
@@ -57,19 +64,24 @@ function setupDrop(role) {
       drop.classList.remove("over");
     });
   }
-  drop.addEventListener("drop", (e) => e.dataTransfer.files[0] && pick(role, e.dataTransfer.files[0]));
+  drop.addEventListener("drop", (e) => e.dataTransfer.files[0] && chosen(e.dataTransfer.files[0]));
 }
 
-function pick(role, file) {
-  showMessage("");
+function tooBig(file) {
   const limit = state.limits.max_upload_bytes;
   if (limit && file.size > limit) {
     showMessage(`${file.name} is ${mb(file.size)}, over the upload limit of ${mb(limit)}.`);
-    return;
+    return true;
   }
-  state[role] = file;
-  const img = $(`${role}-preview`);
-  const drop = $(`${role}-drop`);
+  return false;
+}
+
+function pickContent(file) {
+  showMessage("");
+  if (tooBig(file)) return;
+  state.content = file;
+  const img = $("content-preview");
+  const drop = $("content-drop");
   if (img.src) URL.revokeObjectURL(img.src);
   img.onerror = () => {
     // Not something the browser can show (the server will say why, if it cannot read it either).
@@ -78,13 +90,76 @@ function pick(role, file) {
   };
   img.src = URL.createObjectURL(file);
   img.hidden = false;
-  $(`${role}-name`).textContent = `${file.name} · ${mb(file.size)}`;
+  $("content-name").textContent = `${file.name} · ${mb(file.size)}`;
   drop.classList.add("filled");
   updateButtons();
+  if (state.styleId) stylize();
+}
+
+// ---- the style gallery: presets and uploads, each a button; the chosen one is pressed ----
+
+async function loadGallery(select = null) {
+  let styles;
+  try {
+    styles = (await (await fetch("/v1/styles")).json()).styles;
+  } catch (e) {
+    showMessage(`Could not load the style gallery (${e.message}).`);
+    return;
+  }
+  const gallery = $("gallery");
+  for (const old of gallery.querySelectorAll(".swatch")) old.remove();
+  for (const style of styles) {
+    const button = document.createElement("button");
+    const who = style.artist ? ` — ${style.artist}${style.year ? `, ${style.year}` : ""}` : "";
+    button.type = "button";
+    button.className = "swatch";
+    button.dataset.id = style.id;
+    if (style.preset) button.dataset.preset = "";
+    button.title = `${style.name}${who}`;
+    button.setAttribute("aria-pressed", "false");
+    const img = document.createElement("img");
+    img.src = style.thumbnail_url;
+    img.alt = `${style.name}${who}`;
+    img.loading = "lazy";
+    button.append(img);
+    button.addEventListener("click", () => chooseStyle(style.id));
+    gallery.append(button);
+  }
+  if (select || state.styleId) chooseStyle(select || state.styleId, Boolean(select));
+}
+
+function chooseStyle(id, render = true) {
+  const button = document.querySelector(`.swatch[data-id="${CSS.escape(id)}"]`);
+  if (!button) return;
+  state.styleId = id;
+  for (const b of document.querySelectorAll(".swatch")) b.setAttribute("aria-pressed", String(b === button));
+  const preview = $("style-preview");
+  preview.src = button.querySelector("img").src;
+  preview.hidden = false;
+  $("style-name").textContent = button.title;
+  updateButtons();
+  if (render && state.content) stylize();
+}
+
+// An uploaded style joins the gallery (its statistics are computed once, on the server).
+async function uploadStyle(file) {
+  showMessage("");
+  if (tooBig(file)) return;
+  const form = new FormData();
+  form.append("style", file);
+  $("style-name").textContent = `uploading ${file.name}…`;
+  const response = await post("/v1/styles", form);
+  if (!response) return;
+  if (!response.ok) {
+    $("style-name").textContent = "pick a painting, or upload one";
+    showMessage(await errorText(response));
+    return;
+  }
+  await loadGallery((await response.json()).id);
 }
 
 function updateButtons(busy = false) {
-  const ready = Boolean(state.content && state.style);
+  const ready = Boolean(state.content && state.styleId);
   $("stylize-btn").disabled = busy || !ready;
   $("refine-btn").disabled = busy || !ready || Boolean(state.job);
 }
@@ -92,8 +167,9 @@ function updateButtons(busy = false) {
 function imageForm() {
   const form = new FormData();
   form.append("content", state.content);
-  form.append("style", state.style);
+  form.append("style_id", state.styleId);
   form.append("size", $("size").value); // 0: the content's own size (capped)
+  form.append("style_scale", $("style-scale").value);
   form.append("format", $("format").value);
   return form;
 }
@@ -114,7 +190,13 @@ async function submit(url, form) {
 
 // ---- the fast path ----
 
+// One render at a time: a request asked for meanwhile runs once the current one is done.
 async function stylize() {
+  if (state.rendering) {
+    state.again = true;
+    return;
+  }
+  state.rendering = true;
   const form = imageForm();
   form.append("alpha", $("alpha").value);
   form.append("preserve_color", $("preserve-color").checked);
@@ -122,18 +204,40 @@ async function stylize() {
   const t0 = performance.now();
   const response = await submit("/v1/stylize", form);
   $("stylize-btn").textContent = "Stylize";
-  if (!response) return;
+  if (response) await show(response, Math.round(performance.now() - t0));
+  state.rendering = false;
+  if (state.again) {
+    state.again = false;
+    stylize();
+  }
+}
+
+async function show(response, roundTrip) {
   const blob = await response.blob();
   if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
   state.resultUrl = URL.createObjectURL(blob);
-  const roundTrip = Math.round(performance.now() - t0);
   const [w, h] = (response.headers.get("X-Image-Size") || "?x?").split("x");
+  const scaled = response.headers.get("X-Styler-Scaled");
+  const cache = (response.headers.get("X-Styler-Cache") || "").replaceAll("=", " ").replace(",", ", ");
+  const notes = [
+    `${w}×${h}`,
+    `${response.headers.get("X-Elapsed-Ms")} ms on the server (${roundTrip} ms in all)`,
+    cache && `cache: ${cache}`,
+    scaled && `scaled down from ${scaled.split("->")[0].replace("x", "×")} by the server's limit`,
+  ];
   $("result-img").src = state.resultUrl;
-  $("result-info").textContent = `${w}×${h} · ${response.headers.get("X-Elapsed-Ms")} ms on the server (${roundTrip} ms in all)`;
+  $("result-info").textContent = notes.filter(Boolean).join(" · ");
   const download = $("download-btn");
   download.href = state.resultUrl;
   download.download = `stylized.${$("format").value}`;
   $("results").hidden = false;
+}
+
+// Sliders and options re-render once a result is shown, after they rest for RERENDER_MS.
+function rerenderSoon() {
+  if ($("results").hidden || !state.content || !state.styleId) return;
+  clearTimeout(state.timer);
+  state.timer = setTimeout(stylize, RERENDER_MS);
 }
 
 // ---- the solver, as a job ----
@@ -240,10 +344,19 @@ async function checkServer() {
   setTimeout(checkServer, 2000);
 }
 
-$("alpha").addEventListener("input", () => ($("alpha-value").textContent = Number($("alpha").value).toFixed(2)));
+$("alpha").addEventListener("input", () => {
+  $("alpha-value").textContent = Number($("alpha").value).toFixed(2);
+  rerenderSoon();
+});
+$("style-scale").addEventListener("input", () => {
+  $("style-scale-value").textContent = `${Number($("style-scale").value).toFixed(2)}×`;
+  rerenderSoon();
+});
+$("preserve-color").addEventListener("change", rerenderSoon);
 $("stylize-btn").addEventListener("click", stylize);
 $("refine-btn").addEventListener("click", refine);
 $("cancel-btn").addEventListener("click", cancel);
 setupDrop("content");
 setupDrop("style");
 checkServer();
+loadGallery();
