@@ -201,13 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-o", "--output", help="output image (.png, .jpg or .webp)")
     out.add_argument("--out-dir", help="folder for the outputs, NAME.FORMAT each (never "
                      "over an input: NAME-styled then)")  # fmt: skip
-    p.add_argument("--format", choices=("png", "jpg", "webp"), default="png",
-                   help="output type with --out-dir (default png, which keeps transparency)")
+    p.add_argument(
+        "--format",
+        choices=("png", "jpg", "webp"),
+        default="png",
+        help="output type with --out-dir (default png, which keeps transparency)",
+    )
     _add_runtime(p)
     add_options(p, FastRequest)
 
-    command("styles", "list the style presets", "The style presets shipped with styler: id, "
-            "title, artist, year. An id works wherever a style image does.", cmd_styles)
+    command(
+        "styles",
+        "list the style presets",
+        "The style presets shipped with styler: id, "
+        "title, artist, year. An id works wherever a style image does.",
+        cmd_styles,
+    )
 
     p = command("slow", "stylize by optimizing L per image (Gatys et al.)",
                 "Optimize the pixels of the output to minimize L(x; c, s), with a progress bar.",

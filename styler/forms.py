@@ -12,7 +12,7 @@ from fastapi import Depends, File, Form, Request, UploadFile
 from .http import ApiError, bad_parameter
 from .memo import StyleSource
 from .model import normalize_weights
-from .params import FastRequest
+from .params import SIZE, FastRequest
 from .service import Service
 
 MAX_STYLES = 4
@@ -99,8 +99,10 @@ async def _uploads(
     ] = None,
     size: Annotated[
         int | None,
-        Form(description=about(FastRequest, "size") + " (stylize: the content's own, jobs: "
-             "512; capped by the server)"),
+        Form(
+            description=about(FastRequest, "size") + " (stylize: the content's own, jobs: "
+            f"{SIZE}; capped by the server)"
+        ),
     ] = None,
     style_scale: Annotated[
         float, Form(description=about(FastRequest, "style_scale"))

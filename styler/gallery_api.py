@@ -49,7 +49,9 @@ def list_styles(svc: Svc) -> dict[str, list[dict[str, Any]]]:
 async def add_style(
     svc: Svc,
     style: Annotated[UploadFile, File(description="the style image")],
-    name: Annotated[str | None, Form(description="shown in the gallery (default: file name)")] = None,
+    name: Annotated[
+        str | None, Form(description="shown in the gallery (default: file name)")
+    ] = None,
 ) -> JSONResponse:
     """Upload a style once; use its id as ``style_id``. 400 not an image, 413 too large."""
     svc.ready_model()

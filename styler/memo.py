@@ -85,7 +85,9 @@ class Stats:
         prefix = f"{wh[0]}x{wh[1]}"
         if f"{prefix}.mean" not in tensors:
             return None
-        return StyleCode(tensors[f"{prefix}.mean"].to(device), tensors[f"{prefix}.colour"].to(device))
+        return StyleCode(
+            tensors[f"{prefix}.mean"].to(device), tensors[f"{prefix}.colour"].to(device)
+        )
 
     def _save(self, sid: str, model_id: str, wh: tuple[int, int], code: StyleCode) -> None:
         """Add this size's code to the style's stored codes (a few sizes; the newest wins)."""

@@ -186,7 +186,9 @@ def test_gallery_stroke_size_and_alpha_rerender(browser, server, inputs):
     with page.expect_response("**/v1/stylize") as answer:
         for value in (0.9, 0.7, 0.5):
             set_slider(page, "#alpha", value)
-    assert last_form(page)["alpha"] == "0.5" and page.evaluate("window.sentForms.length") == sent + 1
+    assert (
+        last_form(page)["alpha"] == "0.5" and page.evaluate("window.sentForms.length") == sent + 1
+    )
     assert answer.value.headers["x-styler-cache"] == "style=hit,content=hit"
     expect(page.locator("#result-info")).to_contain_text("cache: style hit, content hit")
     page.screenshot(path=ARTIFACTS / "6-rerendered.png", full_page=True)
