@@ -1,4 +1,5 @@
-"""``styler`` command line: fast (f_θ), slow (solver), refine, compare, train, eval, bench, serve.
+"""``styler`` command line: fast (f_θ), styles, slow (solver), refine, compare, train, eval, bench,
+serve.
 
 Options, defaults and help come from the typed requests (:mod:`styler.params`) and the training
 config (:mod:`styler.config`). Neither imports torch, so ``--help`` and argument errors are quick;
