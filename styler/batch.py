@@ -148,34 +148,46 @@ def _split_args(a: argparse.Namespace) -> tuple[list[str], list[str]]:
     return contents, styles
 
 
+def _stylist(a: argparse.Namespace, req: FastRequest, styles: list[tuple[str, Path]]) -> Stylist:
+    """The styles decoded, the engine and the model loaded: once for all contents."""
+    from . import pipeline
+
+    decoded = [pipeline.load_style(s) for s in styles]
+    engine = pipeline.engine_for(req, a.device)
+    return Stylist(pipeline.load_model(a.weights, engine), engine, req, decoded)
+
+
 def fast(a: argparse.Namespace, req: FastRequest) -> int:
     """The ``fast`` command: one content to ``-o``, or many to ``--out-dir``; the exit code."""
-    from . import gallery, images, pipeline
+    from . import gallery
 
     content_args, style_args = _split_args(a)
-    style_paths = [gallery.resolve_style(s) for s in style_args]
+    styles = [(s, gallery.resolve_style(s)) for s in style_args]
     if a.output:
         if len(content_args) != 1:
             raise ValueError("-o writes one image; use --out-dir for several contents")
-        images.format_for(a.output)
-        path = Path(content_args[0])
-        inputs = {p.resolve() for p in (path, *style_paths)}
-        if Path(a.output).resolve() in inputs:
-            raise ValueError(f"{a.output}: is an input image; choose another output name")
-        content = pipeline.read_content((str(path), path), req)
-    else:
-        contents = expand(content_args)
-        out_dir = Path(a.out_dir)
-        outputs = output_paths(contents, out_dir, f".{a.format}", [*contents, *style_paths])
-    styles = [pipeline.load_style((arg, p)) for arg, p in zip(style_args, style_paths)]
-    engine = pipeline.engine_for(req, a.device)
-    stylist = Stylist(pipeline.load_model(a.weights, engine), engine, req, styles)
-    if not a.output:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        failed = run_batch(stylist, contents, outputs)
-        if failed:
-            print(f"styler fast: {failed} of {len(contents)} images failed", file=sys.stderr)
-        return 1 if failed else 0
+        return _one(a, req, Path(content_args[0]), styles)
+    contents = expand(content_args)
+    outputs = output_paths(contents, Path(a.out_dir), f".{a.format}",
+                           [*contents, *(p for _, p in styles)])  # fmt: skip
+    stylist = _stylist(a, req, styles)
+    Path(a.out_dir).mkdir(parents=True, exist_ok=True)
+    failed = run_batch(stylist, contents, outputs)
+    if failed:
+        print(f"styler fast: {failed} of {len(contents)} images failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _one(a: argparse.Namespace, req: FastRequest, path: Path,
+         styles: list[tuple[str, Path]]) -> int:  # fmt: skip
+    """One content to ``-o``: every input judged before the model loads; a bad one is an error."""
+    from . import images, pipeline
+
+    images.format_for(a.output)
+    if Path(a.output).resolve() in {p.resolve() for p in (path, *(p for _, p in styles))}:
+        raise ValueError(f"{a.output}: is an input image; choose another output name")
+    content = pipeline.read_content((str(path), path), req)
+    stylist = _stylist(a, req, styles)
     if content.scaled:
         print(f"{path}: scaled down {content.scaled} (the longer side is at most "
               f"{images.MAX_SIDE} px; --size chooses)")  # fmt: skip
@@ -188,5 +200,5 @@ def fast(a: argparse.Namespace, req: FastRequest) -> int:
     dt = time.perf_counter() - t0
     images.save(images.to_pil(out, content.alpha), a.output)
     print(f"{a.output}: {out.shape[-1]}×{out.shape[-2]} in {dt * 1000:.0f} ms "
-          f"(fast path, {engine.describe()})")  # fmt: skip
+          f"(fast path, {stylist.engine.describe()})")  # fmt: skip
     return 0
