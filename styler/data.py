@@ -73,12 +73,16 @@ class PairStream(IterableDataset):
 
 
 def fixed_pairs(content_dir: str, style_dir: str, split: str, n: int, size: int = 256
-                ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """The first ``n`` held-out (content, style) pairs of ``split``, centre-cropped to ``size``:
-    a fixed set on which training measures held-out L as it goes."""
+                ) -> tuple[torch.Tensor, torch.Tensor] | None:  # fmt: skip
+    """The first ``n`` held-out (content, style) pairs of ``split`` found in the folders,
+    centre-cropped to ``size``: a fixed set on which training measures held-out L as it goes.
+    None when the folders hold none of the split's files (another data set)."""
     names = json.loads(Path(split).read_text())
     crop = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
-    pick = lambda folder, key: torch.stack(
-        [crop(to_tensor(load(Path(folder) / f))[0]) for f in sorted(names[key])[:n]]
-    )
-    return pick(content_dir, "content"), pick(style_dir, "style")
+    found = {key: [Path(folder) / f for f in sorted(names[key]) if (Path(folder) / f).is_file()]
+             for key, folder in (("content", content_dir), ("style", style_dir))}  # fmt: skip
+    k = min(n, len(found["content"]), len(found["style"]))
+    if k == 0:
+        return None
+    pick = lambda key: torch.stack([crop(to_tensor(load(f))[0]) for f in found[key][:k]])
+    return pick("content"), pick("style")

@@ -175,6 +175,8 @@ def train(cfg: TrainConfig) -> Path:
         if rank == 0 and cfg.holdout
         else None
     )
+    if rank == 0 and cfg.holdout and heldout is None:
+        print(f"no file of {cfg.holdout} in these folders: no held-out curve")
 
     def pairs(fixed: bool):
         stream = PairStream(contents, styles, cfg.size, cfg.resize,
