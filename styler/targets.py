@@ -44,7 +44,8 @@ class TargetCache:
         layer = self.objective.config.content_layer
         rows = self._get("content", names, images,
                          lambda x: {"f": self.objective.vgg(x, (layer,))[layer]})  # fmt: skip
-        return torch.stack([r["f"] for r in rows]).to(images.device).float()
+        # fp16 on disk, fp32 before stacking: CPU autocast's stack refuses fp16 inputs
+        return torch.stack([r["f"].float() for r in rows]).to(images.device)
 
     def style(self, names: list[str], images: torch.Tensor
               ) -> tuple[dict[str, StyleStats], StyleCode]:  # fmt: skip

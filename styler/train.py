@@ -223,8 +223,8 @@ def train(cfg: TrainConfig) -> Path:
             sched.step()
             step += 1
             bar.update(1)
-            for k, v in [("steps", 1), *terms.items()]:
-                sums[k] = sums.get(k, 0.0) + float(v)
+            for k, v in [("steps", 1.0), *((k, v.item()) for k, v in terms.items())]:
+                sums[k] = sums.get(k, 0.0) + v
             if not torch.isfinite(terms["total"]):
                 raise FloatingPointError(f"loss became {terms['total'].item()} at step {step}")
             if log and (step % cfg.log_every == 0 or step == cfg.steps):
