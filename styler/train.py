@@ -201,7 +201,9 @@ def train(cfg: TrainConfig) -> Path:
                 opt, sched = _optimizer(stage, cfg, stage_name, step)
                 if ck and ck.get("stage") == stage_name:
                     opt.load_state_dict(ck["optimizer"])
-                wrapped = DistributedDataParallel(stage) if world > 1 else stage
+                wrapped = (
+                    DistributedDataParallel(stage, broadcast_buffers=False) if world > 1 else stage
+                )
                 fixed = stage_name == "style" and cfg.cache_targets
                 if fixed:
                     stages["style"].cache = TargetCache(
