@@ -133,7 +133,8 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .train import train
 
     path = train(build(TrainConfig, a))
-    print(f"model: {path}  (use it with: styler fast --weights {path} …)")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line, not one per rank
+        print(f"model: {path}  (use it with: styler fast --weights {path} …)")
 
 
 def cmd_eval(a: argparse.Namespace) -> None:

@@ -202,7 +202,9 @@ def train(cfg: TrainConfig) -> Path:
                 if ck and ck.get("stage") == stage_name:
                     opt.load_state_dict(ck["optimizer"])
                 wrapped = (
-                    DistributedDataParallel(stage, broadcast_buffers=False) if world > 1 else stage
+                    DistributedDataParallel(stage, forward_sync_buffers=False)
+                    if world > 1
+                    else stage
                 )
                 fixed = stage_name == "style" and cfg.cache_targets
                 if fixed:
