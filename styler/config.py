@@ -105,11 +105,11 @@ class TrainConfig:
         **_help("feature transform: wct (covariance) or adain (mean/std)", TRANSFORMS),
     )
     recon_steps: int = field(
-        default=4000,
+        default=1000,
         **_help("stage 1: steps of reconstruction (+ distillation for the lite encoder)"),
     )
     steps: int = field(
-        default=8000, **_help("total steps; stage 2 trains the decoder on L after recon_steps")
+        default=3000, **_help("total steps; stage 2 trains the decoder on L after recon_steps")
     )
     batch: int = field(default=4, **_help("images (stage 1) or pairs (stage 2) per step"))
     size: int = field(default=256, **_help("crop size in pixels"))
