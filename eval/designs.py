@@ -43,6 +43,47 @@ def solver_run(pair, engine, objective, key: str, iters: int, cache: Path) -> di
     return {"history": history, "image": result.image}
 
 
+def score(objective, engine: Engine, pair, x: torch.Tensor, ref: dict | None,
+          refine: int) -> dict:  # fmt: skip
+    """L's terms of x; with a reference, the equivalent iterations and (``refine``) L after
+    that many solver iterations started from x."""
+    s = pipeline.score(objective, pair, x)
+    entry = {k: s[k] for k in TERMS}
+    if ref:
+        hist = ref["history"]
+        eq, censored = first_reach(
+            [h["step"] for h in hist], [h["total"] for h in hist], s["total"]
+        )
+        entry |= {"equivalent_iterations": eq, "censored": censored}
+    if ref and refine:
+        req = SolveRequest(iters=refine, coarse=False, precision=engine.precision)
+        run = pipeline.solve(req, pair, engine, objective=objective, start=pipeline.Start(0, x))
+        entry["refined"] = run.history[-1]["total"]
+    return entry
+
+
+def summarize(rows: list[dict], n: str, a: argparse.Namespace) -> dict:
+    """Medians over pairs for model ``n``; ratios to the solver where there is a reference."""
+    med = lambda key: statistics.median(r["models"][n][key] for r in rows)
+    out = {"L": med("total"), "content": med("content"), "style_moments": med("style_moments"),
+           "style_gram": med("style_gram")}  # fmt: skip
+    if "solver" in rows[0]:
+        for key, name in (("content", "content"), ("style_gram", "gram"),
+                          ("style_moments", "moments"), ("total", "L")):  # fmt: skip
+            out[f"{name}_ratio"] = statistics.median(
+                r["models"][n][key] / r["solver"][key] for r in rows
+            )
+        out["equivalent_iterations"] = med("equivalent_iterations")
+        if "refined" in rows[0]["models"][n]:
+            refined = [r["models"][n]["refined"] for r in rows]
+            final = [r["solver_final"]["total"] for r in rows]
+            out["refined_L"] = statistics.median(refined)
+            out[f"refined_le_solver{a.iters}"] = sum(
+                x <= y for x, y in zip(refined, final, strict=True)
+            ) / len(rows)
+    return out
+
+
 def latency(model, engine: Engine, side: int, repeats: int) -> float:
     c, s = torch.rand(1, 3, side, side), torch.rand(1, 3, side, side)
     pair = pipeline.Pair(c, [s], [1.0])
@@ -80,68 +121,39 @@ def main() -> None:
         key = f"{content.stem}_{style.stem}"
         req = FastRequest(size=a.size, precision=engine.precision)
         pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
-        ref = solver_run(pair, engine, objective, f"{key}-{a.size}-{a.iters}", a.iters, a.cache)
-        solver = ref["history"]
-        at = {h["step"]: h for h in solver}
-        row = {"pair": key, "solver": {k: at[a.ratio_at][k] for k in TERMS},
-               "solver_final": {k: solver[-1][k] for k in TERMS}, "models": {}}  # fmt: skip
-        tiles = [pair.content, pair.styles[0]]
+        ref = None
+        if a.iters:
+            ref = solver_run(pair, engine, objective, f"{key}-{a.size}-{a.iters}", a.iters,
+                             a.cache)  # fmt: skip
+        row = {"pair": key, "models": {}}
+        if ref:
+            at = {h["step"]: h for h in ref["history"]}
+            row["solver"] = {k: at[a.ratio_at][k] for k in TERMS}
+            row["solver_final"] = {k: ref["history"][-1][k] for k in TERMS}
         outs = {n: pipeline.stylize(m, engine, pair, req) for n, m in models.items()}
         for n, d in outputs.items():
-            outs[n] = images.read(Path(d) / f"{key}.png", 0)
-            outs[n] = torch.nn.functional.interpolate(outs[n], size=pair.content.shape[-2:],
+            x = images.read(Path(d) / f"{key}.png", 0)
+            outs[n] = torch.nn.functional.interpolate(x, size=pair.content.shape[-2:],
                                                       mode="bilinear", antialias=True)  # fmt: skip
         for n, x in outs.items():
-            s = pipeline.score(objective, pair, x)
-            eq, censored = first_reach([h["step"] for h in solver],
-                                       [h["total"] for h in solver], s["total"])  # fmt: skip
-            entry = {**{k: s[k] for k in TERMS}, "equivalent_iterations": eq, "censored": censored}
-            if n in models and a.refine:
-                refine = pipeline.solve(SolveRequest(iters=a.refine, coarse=False),
-                                        pair, engine, objective=objective,
-                                        start=pipeline.Start(0, x))  # fmt: skip
-                entry["refined"] = refine.history[-1]["total"]
-            row["models"][n] = entry
-            tiles.append(x)
+            row["models"][n] = score(objective, engine, pair, x, ref, a.refine and n in models)
         rows.append(row)
-        sheet.append(tiles + [ref["image"]])
-        print(key, {n: round(e["total"], 3) for n, e in row["models"].items()},
-              "solver", round(row["solver"]["total"], 3), flush=True)  # fmt: skip
-    names = list(rows[0]["models"])
-    summary = {}
-    for n in names:
-
-        def ratio(k: str, n: str = n) -> float:
-            return statistics.median(r["models"][n][k] / r["solver"][k] for r in rows)
-
-        summary[n] = {
-            "L": statistics.median(r["models"][n]["total"] for r in rows),
-            "content_ratio": ratio("content"),
-            "gram_ratio": ratio("style_gram"),
-            "moments_ratio": ratio("style_moments"),
-            "equivalent_iterations": statistics.median(
-                r["models"][n]["equivalent_iterations"] for r in rows
-            ),
-        }
-        if n in models:
-            m = models[n]
-            summary[n]["params"] = sum(v.numel() for v in m.trained_state().values())
-            summary[n]["encoder"] = m.kind
-            if a.refine:
-                refined = [r["models"][n]["refined"] for r in rows]
-                final = [r["solver_final"]["total"] for r in rows]
-                summary[n]["refined_L"] = statistics.median(refined)
-                summary[n][f"refined_le_solver{a.iters}"] = sum(
-                    x <= y for x, y in zip(refined, final, strict=True)
-                ) / len(rows)
-            if not a.no_latency:
-                summary[n]["latency_s"] = latency(m, engine, a.bench, a.repeats)
+        sheet.append(
+            [pair.content, pair.styles[0], *outs.values(), *([ref["image"]] if ref else [])]
+        )
+        print(key, {n: round(e["total"], 3) for n, e in row["models"].items()}, flush=True)
+    summary = {n: summarize(rows, n, a) for n in rows[0]["models"]}
+    for n, m in models.items():
+        summary[n]["params"] = sum(v.numel() for v in m.trained_state().values())
+        summary[n]["encoder"] = m.kind
+        if not a.no_latency:
+            summary[n]["latency_s"] = latency(m, engine, a.bench, a.repeats)
     a.out.mkdir(parents=True, exist_ok=True)
     report = {"size": a.size, "pairs": len(rows), "solver_iters": a.iters,
               "ratio_at": a.ratio_at, "refine": a.refine,
               "precision": engine.precision, "summary": summary, "rows": rows}  # fmt: skip
     (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    labels = ["content", "style", *names, f"solver@{a.iters}"]
+    labels = ["content", "style", *summary] + [f"solver@{a.iters}"] * bool(a.iters)
     images.sheet([[images.to_pil(t) for t in r] for r in sheet], labels).save(a.out / "sheet.jpg")
     print(json.dumps(summary, indent=1))
 
