@@ -84,6 +84,26 @@ def summarize(rows: list[dict], n: str, a: argparse.Namespace) -> dict:
     return out
 
 
+COLUMNS = {"L": ".3f", "content": ".3f", "style_moments": ".4f", "style_gram": ".4f",
+           "content_ratio": ".2f", "gram_ratio": ".2f", "L_ratio": ".2f",
+           "equivalent_iterations": ".1f", "refined_L": ".3f", "latency_s": ".3f",
+           "params": ",d"}  # fmt: skip
+
+
+def to_markdown(report: dict) -> str:
+    """The summary as a table: medians over pairs (L = content + 10 · style_moments)."""
+    names = list(report["summary"])
+    cols = [c for c in COLUMNS if any(c in report["summary"][n] for n in names)]
+    lines = [f"{report['pairs']} held-out pairs at {report['size']} px, {report['precision']}; "
+             "medians over pairs", "", "| design | " + " | ".join(cols) + " |",
+             "|---|" + "--:|" * len(cols)]  # fmt: skip
+    for n in names:
+        row = report["summary"][n]
+        cells = [format(row[c], COLUMNS[c]) if c in row else "" for c in cols]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def latency(model, engine: Engine, side: int, repeats: int) -> float:
     c, s = torch.rand(1, 3, side, side), torch.rand(1, 3, side, side)
     pair = pipeline.Pair(c, [s], [1.0])
@@ -153,6 +173,7 @@ def main() -> None:
               "ratio_at": a.ratio_at, "refine": a.refine,
               "precision": engine.precision, "summary": summary, "rows": rows}  # fmt: skip
     (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (a.out / "report.md").write_text(to_markdown(report))
     labels = ["content", "style", *summary] + [f"solver@{a.iters}"] * bool(a.iters)
     images.sheet([[images.to_pil(t) for t in r] for r in sheet], labels).save(a.out / "sheet.jpg")
     print(json.dumps(summary, indent=1))
