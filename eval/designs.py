@@ -94,8 +94,8 @@ def to_markdown(report: dict) -> str:
     """The summary as a table: medians over pairs (L = content + 10 · style_moments)."""
     names = list(report["summary"])
     cols = [c for c in COLUMNS if any(c in report["summary"][n] for n in names)]
-    lines = [f"{report['pairs']} held-out pairs at {report['size']} px, {report['precision']}; "
-             "medians over pairs", "", "| design | " + " | ".join(cols) + " |",
+    head = f"{report['pairs']} held-out pairs at {report['size']} px, {report['precision']}"
+    lines = [head + "; medians over pairs", "", "| design | " + " | ".join(cols) + " |",
              "|---|" + "--:|" * len(cols)]  # fmt: skip
     for n in names:
         row = report["summary"][n]
