@@ -39,7 +39,8 @@ HALO = 48  # pixels of context around a tile: more than f_θ's receptive radius,
 TILE = 1024  # side of a tile's core
 TILE_PIXELS = 2 * 1024 * 1024  # images above this many pixels run in tiles (memory ∝ tile)
 LITE_WIDTHS = (16, 32, 64, 128)
-DEFAULT_WEIGHTS = resources.files("styler") / "weights" / "styler-lite.safetensors"
+PACKAGED = resources.files("styler") / "weights"  # shipped models, loadable by name
+DEFAULT_WEIGHTS = PACKAGED / "styler-vgg31.safetensors"
 
 
 class ModelError(ValueError):
@@ -270,6 +271,8 @@ class StyleNet(nn.Module):
              vgg: VGG19 | None = None) -> StyleNet:  # fmt: skip
         """Load a saved f_θ, with a clear :class:`ModelError` for anything that does not fit."""
         path = weights_path(path or str(DEFAULT_WEIGHTS))
+        if not path.exists() and path.parent == Path() and (PACKAGED / path.name).is_file():
+            path = Path(str(PACKAGED / path.name))  # a shipped model by name: "styler-lite"
         config = _read_config(path.with_suffix(".json"))
         arch = config.get("architecture")
         if not isinstance(arch, dict) or arch.get("encoder") not in ENCODERS \

@@ -222,3 +222,11 @@ def test_the_shipped_model_loads_and_stylizes():
     model = StyleNet.load()
     out = model(pattern_tensor(40, 30, 1), [pattern_tensor(32, 32, 2)])
     assert out.shape == (1, 3, 30, 40)
+
+
+def test_a_shipped_model_loads_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert StyleNet.load("styler-lite").kind == "lite"
+    assert StyleNet.load().kind == "vgg"  # the default
+    with pytest.raises(ModelError, match="not found"):
+        StyleNet.load("styler-nonexistent")
