@@ -95,9 +95,9 @@ class TrainConfig:
 
     content_dir: str = field(**_help("folder of content photos"))
     style_dir: str = field(**_help("folder of style images"))
-    out: str = field(default="runs/lite", **_help("run folder: checkpoint, logs, plots, model"))
+    out: str = field(default="runs/styler", **_help("run folder: checkpoint, logs, plots, model"))
     encoder: str = field(
-        default="lite",
+        default="vgg",
         **_help("lite: small encoder distilled from VGG19; vgg: frozen VGG19", ENCODERS),
     )
     transform: str = field(
@@ -105,11 +105,11 @@ class TrainConfig:
         **_help("feature transform: wct (covariance) or adain (mean/std)", TRANSFORMS),
     )
     recon_steps: int = field(
-        default=1000,
+        default=800,
         **_help("stage 1: steps of reconstruction (+ distillation for the lite encoder)"),
     )
     steps: int = field(
-        default=3000, **_help("total steps; stage 2 trains the decoder on L after recon_steps")
+        default=1600, **_help("total steps; stage 2 trains the decoder on L after recon_steps")
     )
     batch: int = field(default=4, **_help("images (stage 1) or pairs (stage 2) per step"))
     size: int = field(default=256, **_help("crop size in pixels"))
