@@ -80,8 +80,10 @@ def to_markdown(report: dict) -> str:
     verdict = str(report["refine10_le_solver200"]).lower()
     lines += [
         "",
-        f"L(f_θ + {cmp['refine_iters']}) ≤ L(solver @ {cmp['solver_iters']}) in {cmp['wins']}/{n} "
-        f"pairs: refine10_le_solver200 = {verdict} (strict majority of pairs).",
+        (
+            f"L(f_θ + {cmp['refine_iters']}) ≤ L(solver @ {cmp['solver_iters']}) in "
+            f"{cmp['wins']}/{n} pairs: refine10_le_solver200 = {verdict} (strict majority of pairs)."
+        ),
         "",
         *(f"Note: {note}" for note in report["notes"]),
         f"Total time {report['timings']['total_s']:.0f} s.",

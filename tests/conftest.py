@@ -107,7 +107,7 @@ def api_client(api_model: StyleNet, tmp_path: Path) -> Callable[..., AbstractCon
         app = create_app(weights, Settings(data_dir=data_dir, **settings))
         with TestClient(app, raise_server_exceptions=False) as client:
             service = app.state.service
-            loaded = lambda: service.model is not None or service.model_error is not None  # noqa: E731
+            loaded = lambda: service.model is not None or service.model_error is not None
             _wait(loaded, what="the model")
             yield client
 

@@ -107,8 +107,8 @@ def test_compare_prints_both_rows_and_writes_the_sheet(files, tmp_path, capsys):
         ["compare", *args, "--sheet-height", 40, "--weights", files["model"]], capsys
     )
     assert code == 0
-    assert re.search(r"^fast \(f_θ\)\s+[\d.]+s", stdout, re.M)
-    assert re.search(r"^slow \(3 it\)\s+[\d.]+s", stdout, re.M)
+    assert re.search(r"^fast \(f_θ\)\s+[\d.]+s", stdout, re.MULTILINE)
+    assert re.search(r"^slow \(3 it\)\s+[\d.]+s", stdout, re.MULTILINE)
     assert Image.open(sheet).size[0] > 4 * 40  # four tiles side by side
 
 
@@ -140,7 +140,7 @@ def test_train_command_exports_a_loadable_model(files, tmp_path, capsys):
 def test_bad_content_image_is_one_clear_line_and_exit_2(files, tmp_path, capsys, case, fragment):
     src = files.get(case, tmp_path / "nope.jpg")
     args = ["fast", src, files["style"], "-o", tmp_path / "o.png", "--weights", files["model"]]
-    code, stdout, err = run(args, capsys)
+    code, _, err = run(args, capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and str(src) in lines[0] and fragment in lines[0]
@@ -194,14 +194,14 @@ def test_unusual_image_modes_are_accepted(files, tmp_path, capsys, mode):
 
 def test_every_command_explains_itself():
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
+    commands = parser._subparsers._group_actions[0].choices
     assert set(commands) >= {"fast", "slow", "refine", "compare", "train", "eval", "bench", "serve"}
     for name, sub in commands.items():
         text = sub.format_help()
         assert sub.description, name
         assert "--help" in text
         assert "default: None" not in text and "(default None)" not in text, name
-        for action in sub._actions:  # noqa: SLF001
+        for action in sub._actions:
             assert action.help, f"styler {name} {action.option_strings or action.dest} has no help"
 
 
@@ -215,7 +215,7 @@ def test_eval_without_data_names_the_missing_option(monkeypatch, capsys):
 def test_console_entry_point_runs(files, tmp_path):
     out = tmp_path / "o.webp"
     args = ["fast", files["content"], files["style"], "-o", out, "--size", "32"]
-    proc = subprocess.run(
+    proc = subprocess.run(check=False, args=
         [sys.executable, "-m", "styler.cli", *args, "--weights", files["model"]],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -225,8 +225,8 @@ def test_console_entry_point_runs(files, tmp_path):
 
 def _defaults(command: str) -> dict:
     parser = build_parser()
-    sub = parser._subparsers._group_actions[0].choices[command]  # noqa: SLF001
-    dests = [a.dest for a in sub._actions] + ["init"]  # noqa: SLF001
+    sub = parser._subparsers._group_actions[0].choices[command]
+    dests = [a.dest for a in sub._actions] + ["init"]
     return {dest: sub.get_default(dest) for dest in dests}
 
 
@@ -246,7 +246,9 @@ def test_help_and_argument_errors_do_not_import_torch(args):
         f"import sys; from styler.cli import main\ntry: main({args!r})\nexcept SystemExit: pass\n"
     )
     code += "assert 'torch' not in sys.modules, 'torch was imported'"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        check=False, args=[sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
 
 

@@ -29,7 +29,7 @@ def status(url: str, job_id: str) -> dict:
 
 
 def finish_all(url: str, ids: list[str], api_wait) -> dict[str, dict]:
-    finished = lambda: all(status(url, i)["status"] == "done" for i in ids)  # noqa: E731
+    finished = lambda: all(status(url, i)["status"] == "done" for i in ids)
     api_wait(finished, 300, "every job to be done")
     for job_id in ids:
         r = httpx.get(f"{url}/v1/jobs/{job_id}/result", timeout=30)

@@ -38,10 +38,17 @@ def png_header_only(path: Path, w: int, h: int) -> Path:
     """A PNG whose header claims w×h RGB pixels, followed by a few bytes of garbage instead of pixels."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"not zlib data") + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", b"not zlib data")
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -146,8 +153,14 @@ BAD_INPUTS = {  # case: (make the file from a path, what the message must say be
     "truncated": (_truncated_jpeg, "truncated"),
     # Headers only: over styler's 40 Mpx limit, over Pillow's bomb warning (89 Mpx), over its error (179 Mpx).
     "huge-64mpx": (lambda p: png_header_only(p.with_suffix(".png"), 8000, 8000), "over the limit"),
-    "huge-100mpx": (lambda p: png_header_only(p.with_suffix(".png"), 10000, 10000), "over the limit"),
-    "huge-400mpx": (lambda p: png_header_only(p.with_suffix(".png"), 20000, 20000), "over the limit"),
+    "huge-100mpx": (
+        lambda p: png_header_only(p.with_suffix(".png"), 10000, 10000),
+        "over the limit",
+    ),
+    "huge-400mpx": (
+        lambda p: png_header_only(p.with_suffix(".png"), 20000, 20000),
+        "over the limit",
+    ),
 }
 
 
@@ -165,7 +178,9 @@ def test_bad_inputs_raise_image_error_naming_the_file(tmp_path, case):
     with pytest.raises(ImageError) as err:
         load(path)
     assert says in problem(err, path)
-    assert isinstance(err.value, ImageTooLarge) == case.startswith("huge")  # the API answers 413 for these
+    assert isinstance(err.value, ImageTooLarge) == case.startswith(
+        "huge"
+    )  # the API answers 413 for these
 
 
 def test_bad_bytes_are_reported_under_the_given_name():
@@ -190,8 +205,12 @@ def test_pixel_count_is_checked_from_the_header_before_decoding(tmp_path):
 
 
 def test_a_max_pixels_above_pillows_own_threshold_is_honoured(tmp_path, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # stands in for Pillow's 89 Mpx, on a small image
-    path = saved(pattern(150, 100), tmp_path / "big.png")  # 15 000 px: over Pillow's warning, under its error
+    monkeypatch.setattr(
+        Image, "MAX_IMAGE_PIXELS", 10_000
+    )  # stands in for Pillow's 89 Mpx, on a small image
+    path = saved(
+        pattern(150, 100), tmp_path / "big.png"
+    )  # 15 000 px: over Pillow's warning, under its error
     assert load(path, max_pixels=1_000_000).size == (150, 100)
 
 
@@ -236,7 +255,14 @@ def test_read_loads_and_resizes_to_a_tensor(tmp_path):
 
 @pytest.mark.parametrize(
     ("path", "fmt"),
-    [("a.png", "PNG"), ("a.PNG", "PNG"), ("a.jpg", "JPEG"), ("b.JPEG", "JPEG"), ("c.webp", "WEBP"), ("noext", "PNG")],
+    [
+        ("a.png", "PNG"),
+        ("a.PNG", "PNG"),
+        ("a.jpg", "JPEG"),
+        ("b.JPEG", "JPEG"),
+        ("c.webp", "WEBP"),
+        ("noext", "PNG"),
+    ],
 )
 def test_format_for_maps_suffixes(path, fmt):
     assert format_for(path) == fmt

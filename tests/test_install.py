@@ -30,7 +30,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 
 def run(installed: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], env=installed["env"], cwd=installed["cwd"],
+    return subprocess.run(check=False, args=[sys.executable, *args], env=installed["env"], cwd=installed["cwd"],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
