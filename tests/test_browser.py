@@ -136,7 +136,8 @@ RECORD_FORMS = """() => {  // keep the text fields of every form the page sends
     window.fetch = (url, options = {}) => {
         if (options.body instanceof FormData) {
             const fields = {};
-            for (const [k, v] of options.body.entries()) fields[k] = v instanceof File ? "<file>" : v;
+            for (const [k, v] of options.body.entries())
+                fields[k] = v instanceof File ? "<file>" : v;
             window.sentForms.push(fields);
         }
         return fetch0(url, options);
@@ -149,8 +150,11 @@ def last_form(page: Page) -> dict:
 
 
 def set_slider(page: Page, selector: str, value: float) -> None:
-    page.eval_on_selector(selector, "(el, v) => { el.value = v; "
-                          "el.dispatchEvent(new Event('input', { bubbles: true })); }", value)  # fmt: skip
+    page.eval_on_selector(
+        selector,
+        "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', { bubbles: true })); }",
+        value,
+    )
 
 
 def test_gallery_stroke_size_and_alpha_rerender(browser, server, inputs):

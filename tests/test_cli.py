@@ -254,5 +254,6 @@ def test_help_and_argument_errors_do_not_import_torch(args):
 
 def test_bench_runs_and_names_the_precision(files, capsys):
     args = ["bench", "--weights", files["model"], "--sizes", 32, "--solver-sizes", 32]
-    code, stdout, _ = run([*args, "--repeats", 1, "--precision", "fp32"], capsys)
-    assert code == 0 and "cpu fp32" in stdout and "s/iter" in stdout
+    code, stdout, _ = run([*args, "--repeats", 1, "--precision", "fp32", "--megapixels", 0.05,
+                           "--no-peers"], capsys)  # fmt: skip
+    assert code == 0 and "cpu fp32" in stdout and "s/iter" in stdout and "tiled" in stdout

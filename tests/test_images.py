@@ -35,7 +35,7 @@ from styler.images import (
 
 
 def png_header_only(path: Path, w: int, h: int) -> Path:
-    """A PNG whose header claims w×h RGB pixels, followed by a few bytes of garbage instead of pixels."""
+    """A PNG whose header claims w×h RGB pixels, followed by a few bytes of garbage, no pixels."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (
@@ -151,7 +151,8 @@ BAD_INPUTS = {  # case: (make the file from a path, what the message must say be
     "directory": (lambda p: (p.mkdir(), p)[1], "directory"),
     "text": (lambda p: (p.write_text("this is not an image\n"), p)[1], "not an image"),
     "truncated": (_truncated_jpeg, "truncated"),
-    # Headers only: over styler's 40 Mpx limit, over Pillow's bomb warning (89 Mpx), over its error (179 Mpx).
+    # Headers only: over styler's 40 Mpx limit, over Pillow's bomb warning (89 Mpx), over its
+    # error (179 Mpx).
     "huge-64mpx": (lambda p: png_header_only(p.with_suffix(".png"), 8000, 8000), "over the limit"),
     "huge-100mpx": (
         lambda p: png_header_only(p.with_suffix(".png"), 10000, 10000),

@@ -30,8 +30,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 
 def run(installed: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(check=False, args=[sys.executable, *args], env=installed["env"], cwd=installed["cwd"],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, *args], check=False, env=installed["env"], cwd=installed["cwd"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
 
 
 def test_the_installed_package_is_used_and_has_its_data(installed):

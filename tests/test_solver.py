@@ -1,4 +1,4 @@
-"""The per-image solver: lowers L, keeps x in [0, 1], records its history, honours init and cancel."""
+"""The per-image solver: lowers L, keeps x in [0, 1], records its history, honours init, cancel."""
 
 from __future__ import annotations
 
