@@ -53,7 +53,8 @@ def run_config(tmp_path: Path, **changes) -> TrainConfig:
     cfg = {"content_dir": str(contents), "style_dir": str(styles), "out": str(tmp_path / "run"),
            "batch": 2, "size": 32, "resize": 40, "recon_steps": 2, "steps": 4,
            "holdout": str(split), "workers": 0, "ckpt_every": 2, "log_every": 1,
-           "eval_every": 2, "eval_pairs": 1, "device": "cpu", "loss": FAST}  # fmt: skip
+           "eval_every": 2, "eval_pairs": 1, "device": "cpu", "loss": FAST,
+           "encoder": "lite"}  # fmt: skip
     return TrainConfig(**{**cfg, **changes})
 
 
