@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, File, Form, Request, UploadFile
 
+from .function import normalize_weights
 from .http import ApiError, bad_parameter
 from .memo import StyleSource
-from .model import normalize_weights
 from .params import SIZE, FastRequest
 from .service import Service
 

@@ -11,12 +11,14 @@ Both transforms are one affine map per image, applied at every position of the c
 
 Because T and b depend on the whole image only through (μ, Σ), the statistics can be gathered
 once (over tiles, or cached for a style) and the map applied to any part of the image.
-Statistics and matrices are fp32 whatever precision the networks run in.
+Statistics and matrices are fp32 whatever precision the networks run in. Also here: the style
+weights' normalization and luminance-only transfer (preserve colour), pure math as well.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -132,3 +134,28 @@ def apply_affine(f: torch.Tensor, t: torch.Tensor, b: torch.Tensor) -> torch.Ten
 
 def _is_cl(f: torch.Tensor) -> bool:
     return f.dim() == 4 and f.is_contiguous(memory_format=torch.channels_last) and f.shape[1] > 1
+
+
+def normalize_weights(weights: list[float] | None, n: int) -> list[float]:
+    """Validate style weights (one per style, non-negative, not all zero) and make them sum to 1."""
+    if weights is None:
+        return [1.0 / n] * n
+    if len(weights) != n:
+        raise ValueError(f"got {len(weights)} style weights for {n} style images")
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError("style weights must be finite, non-negative and not all zero")
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+_RGB2YUV = torch.tensor([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436],
+                         [0.615, -0.51499, -0.10001]])  # fmt: skip
+
+
+def keep_colors(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Luminance-only transfer (Gatys et al., 2016): the stylized Y with the content's U and V."""
+    m = _RGB2YUV.to(stylized)
+    yuv_s = torch.einsum("ij,bjhw->bihw", m, stylized)
+    yuv_c = torch.einsum("ij,bjhw->bihw", m, content.float())
+    yuv = torch.cat([yuv_s[:, :1], yuv_c[:, 1:]], dim=1)
+    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), yuv)

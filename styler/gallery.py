@@ -28,9 +28,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from . import images
+from .files import atomic_write
 
 THUMB_SIDE = 160  # longer side of a thumbnail, px
 _UPLOAD_ID = re.compile(r"[0-9a-f]{16}")
@@ -105,15 +106,6 @@ def resolve_style(arg: str) -> Path:
     if arg in _presets():
         return preset_path(arg)
     raise _unknown(arg, "file or preset")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _thumbnail(im: Image.Image) -> bytes:
@@ -219,18 +211,11 @@ class StyleStore:
     def save_code(self, sid: str, model_id: str, tensors: dict[str, torch.Tensor]) -> None:
         """Cache what a model computed from style ``sid`` (e.g. its feature statistics)."""
         path = self._code_path(sid, model_id)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         try:
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-                str(tmp),
-                metadata={"model_id": model_id},
-            )
-            os.replace(tmp, path)
+            atomic_write(path, save(tensors, metadata={"model_id": model_id}))
         except FileNotFoundError:  # the upload was deleted meanwhile
             raise _unknown(sid, "style") from None
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def load_code(self, sid: str, model_id: str) -> dict[str, torch.Tensor] | None:
         """The tensors :meth:`save_code` stored for this style and model, or None."""
@@ -262,5 +247,5 @@ class StyleStore:
         thumb = self.root / "presets" / p.id / "thumb.jpg"
         if not thumb.exists():
             thumb.parent.mkdir(exist_ok=True)
-            _atomic_write(thumb, _thumbnail(images.load(path)))
+            atomic_write(thumb, _thumbnail(images.load(path)))
         return StyleEntry(p.id, p.title, True, path, thumb, artist=p.artist)

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .files import atomic_write
+
 # The one pixel cap of styler (CLI, API, training data, style gallery): an image with more pixels
 # than this is refused from its header, before its pixels are decoded (a 40 Mpx RGBA image takes
 # 160 MB decoded). The API may lower it (STYLER_MAX_PIXELS) but defaults to this value.
@@ -288,13 +290,7 @@ def encode(im: Image.Image, fmt: str) -> bytes:
 def save(im: Image.Image, path: str | Path) -> None:
     """Write atomically (temp file + rename), so a failure never leaves half a file behind."""
     path = Path(path)
-    data = encode(im, format_for(path))
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, encode(im, format_for(path)))
 
 
 def sheet(

@@ -26,7 +26,16 @@ from safetensors.torch import load, save
 from torch import nn
 
 from .config import ENCODERS, TRANSFORMS
-from .function import FeatureStats, StyleCode, affine_map, apply_affine, style_code
+from .files import atomic_write
+from .function import (
+    FeatureStats,
+    StyleCode,
+    affine_map,
+    apply_affine,
+    keep_colors,
+    normalize_weights,
+    style_code,
+)
 from .vgg import VGG19, WEIGHTS, weights_id
 
 FORMAT = "styler-wct"
@@ -262,8 +271,8 @@ class StyleNet(nn.Module):
             weights = self.encoder.vgg.weights
             config["vgg"] = {"weights": weights, "id": weights_id(weights)}
         tensors = {k: v.detach().half().contiguous().cpu() for k, v in self.trained_state().items()}
-        _atomic_write(path, save(tensors, metadata={"format": FORMAT}))  # keeps the umask's mode
-        _atomic_write(path.with_suffix(".json"), (json.dumps(config, indent=2) + "\n").encode())
+        atomic_write(path, save(tensors, metadata={"format": FORMAT}))  # keeps the umask's mode
+        atomic_write(path.with_suffix(".json"), (json.dumps(config, indent=2) + "\n").encode())
         self.config = config
 
     @classmethod
@@ -298,15 +307,6 @@ class StyleNet(nn.Module):
             ) from None
         model.config, model.identity = config, hashlib.sha256(data).hexdigest()[:16]
         return model.to(device).eval()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_config(cfg_path: Path) -> dict:
@@ -344,28 +344,3 @@ def weights_path(path: str | Path) -> Path:
     if path.suffix in (".safetensors", ".json"):
         return path.with_suffix(".safetensors")
     return path.with_name(path.name + ".safetensors")
-
-
-def normalize_weights(weights: list[float] | None, n: int) -> list[float]:
-    """Validate style weights (one per style, non-negative, not all zero) and make them sum to 1."""
-    if weights is None:
-        return [1.0 / n] * n
-    if len(weights) != n:
-        raise ValueError(f"got {len(weights)} style weights for {n} style images")
-    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError("style weights must be finite, non-negative and not all zero")
-    total = sum(weights)
-    return [w / total for w in weights]
-
-
-_RGB2YUV = torch.tensor([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436],
-                         [0.615, -0.51499, -0.10001]])  # fmt: skip
-
-
-def keep_colors(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-    """Luminance-only transfer (Gatys et al., 2016): the stylized Y with the content's U and V."""
-    m = _RGB2YUV.to(stylized)
-    yuv_s = torch.einsum("ij,bjhw->bihw", m, stylized)
-    yuv_c = torch.einsum("ij,bjhw->bihw", m, content.float())
-    yuv = torch.cat([yuv_s[:, :1], yuv_c[:, 1:]], dim=1)
-    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), yuv)

@@ -15,10 +15,10 @@ from PIL import Image
 
 from . import images
 from .engine import Engine
-from .function import StyleCode
+from .function import StyleCode, normalize_weights
 from .images import ImageError
 from .losses import LossConfig, Objective
-from .model import Encoded, StyleNet, normalize_weights
+from .model import Encoded, StyleNet
 from .params import MIN_SIDE, FastRequest, Inputs, SolveRequest
 from .solver import Progress, Result, solve_pair
 

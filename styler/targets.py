@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from .files import atomic_write
 from .function import StyleCode
 from .losses import Objective, StyleStats
 from .model import StyleNet
@@ -35,9 +36,7 @@ class TargetCache:
             for j, i in enumerate(missing):
                 tensors = {k: (v[j].half() if k == "f" else v[j].float()).contiguous().cpu()
                            for k, v in fresh.items()}  # fmt: skip
-                tmp = paths[i].with_name(paths[i].name + ".tmp")
-                save_file(tensors, str(tmp))
-                tmp.replace(paths[i])
+                atomic_write(paths[i], save(tensors))
         return [load_file(str(p)) for p in paths]
 
     def content(self, names: list[str], images: torch.Tensor) -> torch.Tensor:

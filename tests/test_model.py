@@ -10,14 +10,8 @@ import torch
 from core_helpers import pattern_tensor, shared_vgg, tame_net
 from safetensors.torch import load_file, save_file
 
-from styler.model import (
-    FORMAT,
-    FORMAT_VERSION,
-    ModelError,
-    StyleNet,
-    keep_colors,
-    normalize_weights,
-)
+from styler.function import keep_colors, normalize_weights
+from styler.model import FORMAT, FORMAT_VERSION, ModelError, StyleNet
 from styler.vgg import weights_id
 
 _RGB2YUV = torch.tensor(
