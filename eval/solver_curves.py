@@ -7,16 +7,19 @@
 * now: L-BFGS with the bf16 loss network, coarse to fine (half the iterations at half size).
 
 Every ``--every`` iterations the current image is kept; afterwards each is scored in fp32 at
-full size (untimed), so both curves are the same L. Time is the process's CPU time on one
-thread (``torch.set_num_threads(1)``), which other load on a shared machine barely moves. The
-report gives the time each set-up needs to reach the previous set-up's final L, and their ratio.
+full size (untimed), so both curves are the same L. The two set-ups run at the same time in
+two processes of one thread each (``torch.set_num_threads(1)``); time is each process's CPU time,
+which other load on a shared machine barely moves. The report gives the time each set-up needs
+to reach the previous set-up's final L, and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -31,6 +34,7 @@ SETUPS = {"before (fp32, full size)": ("fp32", False), "now (bf16, coarse to fin
 
 
 def run(pair: pipeline.Pair, precision: str, coarse: bool, iters: int, every: int) -> list[dict]:
+    torch.set_num_threads(1)
     engine = Engine.create("cpu", precision)
     objective = pipeline.objective_for(SolveRequest().loss, engine)
     kept: list[tuple[int, float, torch.Tensor]] = []
@@ -43,11 +47,10 @@ def run(pair: pipeline.Pair, precision: str, coarse: bool, iters: int, every: in
             t = time.process_time()
             kept.append((p.step, t - t0 - paused, p.image.clone()))
             paused += time.process_time() - t
-        print(f"\r{precision} coarse={coarse} step {p.step}/{iters}", end="", flush=True)
+            print(f"{precision}, coarse={coarse}: step {p.step}/{iters}", flush=True)
 
     req = SolveRequest(iters=iters, precision=precision, coarse=coarse)
     pipeline.solve(req, pair, engine, objective=objective, callback=keep)
-    print()
     scorer = pipeline.objective_for(SolveRequest().loss, Engine.create("cpu", "fp32"))
     rows = [{"step": 0, "time_s": 0.0, "L": pipeline.score(scorer, pair, pair.content)["total"]}]
     for step, t, x in kept:
@@ -70,8 +73,10 @@ def main() -> None:
     for content, style in load_pairs(a.data, None, a.pairs):
         pair = pipeline.read_pair((str(content), content), [(str(style), style)],
                                   SolveRequest(size=a.size))  # fmt: skip
-        curves = {name: run(pair, prec, coarse, a.iters, a.every)
-                  for name, (prec, coarse) in SETUPS.items()}  # fmt: skip
+        with ProcessPoolExecutor(len(SETUPS), multiprocessing.get_context("spawn")) as pool:
+            jobs = {name: pool.submit(run, pair, prec, coarse, a.iters, a.every)
+                    for name, (prec, coarse) in SETUPS.items()}  # fmt: skip
+            curves = {name: job.result() for name, job in jobs.items()}
         before = curves[next(iter(SETUPS))]
         target = before[-1]["L"]
         reach = {n: first_reach([r["time_s"] for r in c], [r["L"] for r in c], target)
