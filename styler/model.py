@@ -58,7 +58,7 @@ class ModelError(ValueError):
 
 def _conv(c_in: int, c_out: int, stride: int = 1, relu: bool = True) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride, padding=1)]
-    return layers + [nn.ReLU()] if relu else layers
+    return layers + [nn.ReLU(inplace=True)] if relu else layers
 
 
 class LiteEncoder(nn.Module):

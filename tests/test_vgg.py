@@ -179,6 +179,14 @@ def test_unknown_weights_and_unknown_taps_raise_value_error(vgg):
         vgg(pattern_tensor(8, 8), ["relu9_9"])
 
 
+def test_taps_survive_the_in_place_relus_and_conv_taps_are_refused(vgg):
+    x = pattern_tensor(16, 16)
+    alone = vgg(x, ["relu1_1"])["relu1_1"].clone()
+    torch.testing.assert_close(vgg(x, ["relu1_1", "relu2_1"])["relu1_1"], alone)
+    with pytest.raises(ValueError, match="relu or pool"):
+        vgg(x, ["conv1_2"])
+
+
 def test_vgg_is_frozen_and_stays_in_eval_mode(vgg):
     assert not any(p.requires_grad for p in vgg.parameters())
     vgg.train()
