@@ -25,8 +25,9 @@ from .engine import Engine
 from .function import StyleCode
 from .gallery import StyleStore
 from .images import size_of
-from .model import TILE_PIXELS, Encoded, StyleNet
+from .model import Encoded, StyleNet
 from .params import Inputs
+from .tiles import TILE_PIXELS
 
 STYLE_SHARE = 16  # style codes get 1/16 of the cache (a code is ~70 kB, an encoding MBs)
 STORED_SIZES = 8  # working sizes of one named style whose codes are kept on disk

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -36,6 +35,7 @@ from .function import (
     normalize_weights,
     style_code,
 )
+from .tiles import PAD, auto_tile, interior, pad_image, tiles
 from .vgg import VGG19, WEIGHTS, weights_id
 
 FORMAT = "styler-wct"
@@ -43,10 +43,6 @@ FORMAT_VERSION = 2
 ENCODER_LAYER = (
     "relu3_1"  # the VGG19 layer the encoders stand for (the lite one is distilled to it)
 )
-PAD = 16  # pixels of reflection around the image (a multiple of the encoder's stride, 4)
-HALO = 48  # pixels of context around a tile: more than f_θ's receptive radius, so tiles are exact
-TILE = 1024  # side of a tile's core
-TILE_PIXELS = 2 * 1024 * 1024  # images above this many pixels run in tiles (memory ∝ tile)
 LITE_WIDTHS = (16, 32, 64, 128)
 PACKAGED = resources.files("styler") / "weights"  # shipped models, loadable by name
 DEFAULT_WEIGHTS = PACKAGED / "styler-vgg31.safetensors"
@@ -106,43 +102,6 @@ class Decoder(nn.Module):
         return self.net(t)
 
 
-def pad_image(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad by PAD (more at the bottom/right to reach a multiple of 4)."""
-    h, w = x.shape[-2:]
-    bottom, right = PAD + (-h) % 4, PAD + (-w) % 4
-    mode = "reflect" if max(PAD, bottom) < h and max(PAD, right) < w else "replicate"
-    return nn.functional.pad(x, (PAD, right, PAD, bottom), mode=mode), (h, w)
-
-
-def interior(f: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """The features of the picture itself, without those of the padding."""
-    p = PAD // 4
-    return f[..., p : p + math.ceil(hw[0] / 4), p : p + math.ceil(hw[1] / 4)]
-
-
-def _auto_tile(x: torch.Tensor) -> int | None:
-    return TILE if x.shape[-2] * x.shape[-1] > TILE_PIXELS else None
-
-
-def _tiles(padded: torch.Tensor, hw: tuple[int, int], tile: int):
-    """Tiles of a padded image: (region with halo, its core's feature slices, where the core's
-    pixels go in the output and where they are in the region's output)."""
-    tile = max(4, tile - tile % 4)
-    for y0 in range(0, hw[0], tile):
-        for x0 in range(0, hw[1], tile):
-            y1, x1 = min(y0 + tile, hw[0]), min(x0 + tile, hw[1])
-            ry, rx = max(0, PAD + y0 - HALO), max(0, PAD + x0 - HALO)
-            ry1 = min(padded.shape[-2], PAD + y1 + HALO + (-(PAD + y1 + HALO)) % 4)
-            rx1 = min(padded.shape[-1], PAD + x1 + HALO + (-(PAD + x1 + HALO)) % 4)
-            fy, fx = (PAD + y0 - ry) // 4, (PAD + x0 - rx) // 4
-            core = (
-                slice(fy, fy + math.ceil((y1 - y0) / 4)),
-                slice(fx, fx + math.ceil((x1 - x0) / 4)),
-            )
-            at = (slice(PAD + y0 - ry, PAD + y1 - ry), slice(PAD + x0 - rx, PAD + x1 - rx))
-            yield padded[..., ry:ry1, rx:rx1], core, (slice(y0, y1), slice(x0, x1), at)
-
-
 @dataclass
 class Encoded:
     """A content image's features E(c) (padded), its size and statistics: all f_θ needs of c."""
@@ -196,13 +155,13 @@ class StyleNet(nn.Module):
 
     def _stats(self, x: torch.Tensor, tile: int | None) -> FeatureStats:
         """E's statistics over the whole image, gathered tile by tile when it is large."""
-        tile = tile or _auto_tile(x)
+        tile = tile or auto_tile(x)
         if not tile:
             f, hw = self.encode(x)
             return FeatureStats.of(interior(f, hw))
         padded, _ = pad_image(x)
         parts = [FeatureStats.of(self.encoder(region)[..., core[0], core[1]])
-                 for region, core, _ in _tiles(padded, x.shape[-2:], tile)]  # fmt: skip
+                 for region, core, _ in tiles(padded, x.shape[-2:], tile)]  # fmt: skip
         return sum(parts[1:], parts[0])
 
     def stylize(self, content: torch.Tensor, codes: list[StyleCode],
@@ -221,7 +180,7 @@ class StyleNet(nn.Module):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], not {alpha}")
         weights = normalize_weights(style_weights, len(codes))
-        tile = None if encoded else tile or _auto_tile(content)
+        tile = None if encoded else tile or auto_tile(content)
         if tile:
             stats = self._stats(content, tile)
             t, b = affine_map(stats, codes, weights, self.transform, alpha)
@@ -238,12 +197,12 @@ class StyleNet(nn.Module):
                       progress: Callable[[int, int], None] | None) -> torch.Tensor:  # fmt: skip
         padded, _ = pad_image(content)
         out = torch.empty(content.shape, dtype=torch.float32, device=content.device)
-        tiles = list(_tiles(padded, content.shape[-2:], tile))
-        for i, (region, _, (rows, cols, at)) in enumerate(tiles):
+        parts = list(tiles(padded, content.shape[-2:], tile))
+        for i, (region, _, (rows, cols, at)) in enumerate(parts):
             y = self.decoder(apply_affine(self.encoder(region), t, b))
             out[..., rows, cols] = y[..., at[0], at[1]].float()
             if progress:
-                progress(i + 1, len(tiles))
+                progress(i + 1, len(parts))
         return out
 
     def forward(self, content: torch.Tensor, styles: list[torch.Tensor], alpha: float = 1.0,

@@ -33,8 +33,9 @@ from .curves import CsvLog, plot_run
 from .data import PairStream, fixed_pairs, list_images
 from .engine import Engine
 from .losses import RECON_LAYERS, Objective, Targets, reconstruction_loss, relative_error
-from .model import ENCODER_LAYER, StyleNet, interior
+from .model import ENCODER_LAYER, StyleNet
 from .targets import TargetCache
+from .tiles import interior
 from .vgg import VGG19
 
 STAGES = ("recon", "style")

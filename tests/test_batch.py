@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from test_cli import _pattern, run
 
-from styler import model as model_module
+from styler import tiles
 from styler.gallery import list_presets
 from styler.model import StyleNet
 
@@ -62,8 +62,8 @@ def test_fast_scales_down_over_the_longer_side_cap_and_says_so(model, tmp_path, 
 
 
 def test_large_images_show_a_tile_progress_bar(photos, model, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(model_module, "TILE_PIXELS", 100)  # tile everything, in 16 px tiles
-    monkeypatch.setattr(model_module, "TILE", 16)
+    monkeypatch.setattr(tiles, "TILE_PIXELS", 100)  # tile everything, in 16 px tiles
+    monkeypatch.setattr(tiles, "TILE", 16)
     out = tmp_path / "out.png"
     code, _, err = fast([photos / "a.jpg", PRESET, "-o", out], model, capsys)
     assert code == 0 and "/12 [" in err and "tile/s" in err  # 4 × 3 tiles
