@@ -21,8 +21,9 @@ from styler.data import PairStream, list_images
 from styler.engine import resolve_device
 from styler.losses import Objective
 from styler.model import StyleNet
+from styler.stages import ReconStage, StyleStage, style_loss
 from styler.targets import TargetCache
-from styler.train import ReconStage, StyleStage, holdout_names, style_loss, train
+from styler.train import holdout_names, train
 
 FAST = LossConfig(content_layer="relu2_1", style_layers=("relu1_1", "relu2_1"))
 TESTS = Path(__file__).resolve().parent
