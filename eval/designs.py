@@ -29,18 +29,27 @@ from styler.params import FastRequest, SolveRequest
 TERMS = ("total", "content", "style_moments", "style_gram")
 
 
-def solver_run(pair, engine, objective, key: str, iters: int, cache: Path) -> dict:
-    """The reference solve of one pair (history + image), from the cache when there."""
-    hist, img = cache / f"{key}.json", cache / f"{key}.png"
-    if hist.exists() and img.exists():
-        return {"history": json.loads(hist.read_text()), "image": images.read(img, 0)}
+def solver_run(pair, engine, objective, key: str, iters: int, at: int, cache: Path) -> dict:
+    """The reference solve of one pair (history, its image after ``at`` iterations and at the
+    end), from the cache when there."""
+    hist, img, img_at = cache / f"{key}.json", cache / f"{key}.png", cache / f"{key}@{at}.png"
+    if hist.exists() and img.exists() and img_at.exists():
+        return {"history": json.loads(hist.read_text()), "image": images.read(img, 0),
+                "image_at": images.read(img_at, 0)}  # fmt: skip
+    kept = {}
+
+    def keep(p) -> None:
+        if p.step == at:
+            kept["image"] = p.image.clone()
+
     req = SolveRequest(iters=iters, coarse=False, precision=engine.precision)
-    result = pipeline.solve(req, pair, engine, objective=objective)
+    result = pipeline.solve(req, pair, engine, objective=objective, callback=keep)
     history = [{k: r[k] for k in ("step", "elapsed_s", *TERMS)} for r in result.history]
     cache.mkdir(parents=True, exist_ok=True)
+    images.save(images.to_pil(kept["image"]), img_at)
     images.save(images.to_pil(result.image), img)
     hist.write_text(json.dumps(history))
-    return {"history": history, "image": result.image}
+    return {"history": history, "image": result.image, "image_at": kept["image"]}
 
 
 def score(objective, engine: Engine, pair, x: torch.Tensor, ref: dict | None,
@@ -144,7 +153,7 @@ def main() -> None:
         ref = None
         if a.iters:
             ref = solver_run(pair, engine, objective, f"{key}-{a.size}-{a.iters}", a.iters,
-                             a.cache)  # fmt: skip
+                             a.ratio_at, a.cache)  # fmt: skip
         row = {"pair": key, "models": {}}
         if ref:
             at = {h["step"]: h for h in ref["history"]}
@@ -159,7 +168,7 @@ def main() -> None:
             row["models"][n] = score(objective, engine, pair, x, ref, a.refine and n in models)
         rows.append(row)
         sheet.append(
-            [pair.content, pair.styles[0], *outs.values(), *([ref["image"]] if ref else [])]
+            [pair.content, pair.styles[0], *outs.values(), *([ref["image_at"]] if ref else [])]
         )
         print(key, {n: round(e["total"], 3) for n, e in row["models"].items()}, flush=True)
     summary = {n: summarize(rows, n, a) for n in rows[0]["models"]}
@@ -174,7 +183,7 @@ def main() -> None:
               "precision": engine.precision, "summary": summary, "rows": rows}  # fmt: skip
     (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (a.out / "report.md").write_text(to_markdown(report))
-    labels = ["content", "style", *summary] + [f"solver@{a.iters}"] * bool(a.iters)
+    labels = ["content", "style", *summary] + [f"solver@{a.ratio_at}"] * bool(a.iters)
     images.sheet([[images.to_pil(t) for t in r] for r in sheet], labels).save(a.out / "sheet.jpg")
     print(json.dumps(summary, indent=1))
 
