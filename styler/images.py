@@ -202,17 +202,6 @@ def fit_content(
     return resize_to(x, wh), capped
 
 
-def fit_style(
-    x: Pixels,
-    content_wh: Size,
-    style_scale: float = 1.0,
-    min_side: int = MIN_STYLE_SIDE,
-    max_side: int = MAX_SIDE,
-) -> Pixels:
-    """The style at its working size relative to the content (see :func:`style_size`)."""
-    return resize_to(x, style_size(size_of(x), content_wh, style_scale, min_side, max_side))
-
-
 def to_tensor(im: Image.Image) -> torch.Tensor:
     """PIL RGB (or L, e.g. an alpha channel) → float tensor (1, C, H, W) in [0, 1]."""
     a = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy())

@@ -100,8 +100,8 @@ def load_style(src: Source, limits: Limits = Limits()) -> Image.Image:
 def fit_style(im: Image.Image, content_wh: images.Size, req: Inputs,
               limits: Limits = Limits()) -> torch.Tensor:  # fmt: skip
     """A style at ``style_scale`` × the content's shorter side, as a tensor."""
-    return images.to_tensor(images.fit_style(im, content_wh, req.style_scale,
-                                             max_side=limits.max_side))  # fmt: skip
+    wh = images.style_size(im.size, content_wh, req.style_scale, max_side=limits.max_side)
+    return images.to_tensor(images.resize_to(im, wh))
 
 
 def read_pair(

@@ -20,13 +20,13 @@ from styler.images import (
     ImageTooLarge,
     decode,
     fit_content,
-    fit_style,
     format_for,
     load,
     load_rgba,
     output_size,
     read,
     resize,
+    resize_to,
     save,
     style_size,
     to_pil,
@@ -462,6 +462,7 @@ def test_style_scale_must_be_positive(bad):
         style_size((100, 100), (100, 100), bad)
 
 
-def test_fit_style_on_images_and_tensors():
-    assert fit_style(pattern(80, 60), (400, 200), 0.5).size == (133, 100)
-    assert fit_style(torch.rand(1, 3, 60, 80), (200, 100), 2.0).shape == (1, 3, 200, 267)
+def test_styles_resize_to_their_working_size_as_images_and_tensors():
+    assert resize_to(pattern(80, 60), style_size((80, 60), (400, 200), 0.5)).size == (133, 100)
+    x = torch.rand(1, 3, 60, 80)
+    assert resize_to(x, style_size((80, 60), (200, 100), 2.0)).shape == (1, 3, 200, 267)
