@@ -132,6 +132,8 @@ def main() -> None:
     p.add_argument("--model", action="append", default=[], help="NAME=PATH of an f_θ")
     p.add_argument("--outputs", action="append", default=[], help="NAME=DIR of images to score")
     p.add_argument("--pairs", type=int, default=4)
+    p.add_argument("--skip", type=int, default=0, help="start after this many pairs (to split "
+                   "the reference solves over processes sharing --cache)")  # fmt: skip
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--iters", type=int, default=200, help="solver iterations of the reference")
     p.add_argument("--ratio-at", type=int, default=100, help="the reference's iteration for ratios")
@@ -146,7 +148,7 @@ def main() -> None:
     outputs = dict(o.split("=", 1) for o in a.outputs)
     objective = pipeline.objective_for(SolveRequest().loss, engine)
     rows, sheet = [], []
-    for content, style in load_pairs(a.data, None, a.pairs):
+    for content, style in load_pairs(a.data, None, a.skip + a.pairs)[a.skip :]:
         key = f"{content.stem}_{style.stem}"
         req = FastRequest(size=a.size, precision=engine.precision)
         pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
