@@ -121,7 +121,9 @@ def test_a_resumed_solve_continues_from_its_step_and_image():
     assert steps == [5, 6] and rest.image.shape == content.shape
 
 
-@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
+@pytest.mark.skipif(
+    not cpu_has_native_bf16(), reason="no native bf16: emulated, 60 solver steps take minutes"
+)
 def test_bf16_loss_network_reaches_the_fp32_loss_within_one_percent():
     obj = Objective(FAST_LOSS, shared_vgg("relu4_1"))
     content = pattern_tensor(96, 96, seed=0)
