@@ -111,7 +111,7 @@ def _precision_ratio(model, engine: Engine, g: torch.Generator, repeats: int) ->
     times, outs = {}, {}
     for precision in ("bf16", "fp32"):
         e = Engine(engine.device, precision)
-        model.to(memory_format=torch.channels_last if e.bf16 else torch.contiguous_format)
+        e.module(model)
         req = FastRequest(precision=precision)
         outs[precision] = pipeline.stylize(model, e, pair, req)
         run = lambda: pipeline.stylize(model, e, pair, req)  # noqa: B023

@@ -2,6 +2,8 @@
 
 bf16 autocast + channels_last halves the convolutions' time on CPUs that compute bf16 natively
 (AVX512_BF16 or AMX) and on CUDA; elsewhere bf16 is emulated and slower, so ``auto`` picks fp32.
+On a CPU, fp32 networks run channels_last too: oneDNN's convolutions are ~1.8× faster in it
+(f_θ at 512², AVX2 Zen 3: 2.49 s → 1.41 s, outputs equal to 4e-6).
 Only the networks run under autocast: images being optimized, statistics and optimizer state stay
 fp32 (the callers cast what they keep with ``.float()``).
 """
@@ -66,14 +68,20 @@ class Engine:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    @property
+    def channels_last(self) -> bool:
+        """Whether networks and images use channels_last: on CPUs always, elsewhere with bf16."""
+        return self.bf16 or self.device.type == "cpu"
+
     def module(self, m: nn.Module) -> nn.Module:
-        """Move a network to the device, in channels_last where bf16 runs (oneDNN's fast layout)."""
+        """Move a network to the device, in channels_last where that is the fast layout."""
         m = m.to(self.device)
-        return m.to(memory_format=torch.channels_last) if self.bf16 else m
+        return m.to(memory_format=torch.channels_last) if self.channels_last else m
 
     def tensor(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.bf16 and x.dim() == 4 else x
+        fast = self.channels_last and x.dim() == 4
+        return x.contiguous(memory_format=torch.channels_last) if fast else x
 
     def describe(self) -> str:
         return f"{self.device.type} {self.precision}"

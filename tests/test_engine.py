@@ -26,12 +26,14 @@ def test_unknown_precision_or_device_is_refused(device, precision):
         Engine.create(device, precision)
 
 
-def test_bf16_networks_run_channels_last_and_fp32_ones_are_left_as_they_are():
-    conv = torch.nn.Conv2d(3, 8, 3)
-    Engine.create("cpu", "bf16").module(conv)
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_cpu_networks_and_images_run_channels_last_in_either_precision(precision):
+    engine = Engine.create("cpu", precision)
+    conv = engine.module(torch.nn.Conv2d(3, 8, 3))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    x = Engine.create("cpu", "fp32").tensor(torch.rand(1, 3, 8, 8))
-    assert x.is_contiguous()
+    x = engine.tensor(torch.rand(1, 3, 8, 8))
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    assert engine.tensor(torch.rand(3, 8, 8)).is_contiguous()  # not a batch: left as it is
 
 
 @torch.inference_mode()
