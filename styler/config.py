@@ -135,6 +135,13 @@ class TrainConfig:
     )
     eval_every: int = field(default=250, **_help("held-out L on a fixed small set every N steps"))
     eval_pairs: int = field(default=8, **_help("pairs in that fixed held-out set"))
+    init: str | None = field(
+        default=None,
+        **_help(
+            "start a new run from an exported model (a path, or a shipped model's name such "
+            "as styler-vgg31) and continue its step count: train a shipped model further"
+        ),
+    )
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:

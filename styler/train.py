@@ -97,6 +97,10 @@ def train(cfg: TrainConfig) -> Path:
         if rank == 0:
             note = f"; changed settings (old, new): {changed}" if changed else ""
             print(f"resuming {ckpt_path} at step {step}{note}")
+    elif cfg.init:
+        step, elapsed = start_from(model, cfg, vgg)
+        if rank == 0:
+            print(f"starting from {cfg.init} at its step {step}")
     model.config = settings
     if step >= cfg.steps and rank == 0:
         print(f"{out}: already at step {step} of {cfg.steps}")
@@ -190,6 +194,18 @@ def train(cfg: TrainConfig) -> Path:
     if rank == 0 and not (out / "model.safetensors").exists():
         _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings)
     return out / "model.safetensors"
+
+
+def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, float]:
+    """Load ``cfg.init``'s weights into ``model``; its steps and wall time, to continue them."""
+    src = StyleNet.load(cfg.init, vgg=vgg)
+    if (src.kind, src.transform) != (cfg.encoder, cfg.transform):
+        want = f"{cfg.encoder}/{cfg.transform}"
+        raise ValueError(f"--init {cfg.init}: a {src.kind}/{src.transform} model, but this run "
+                         f"trains {want} (set --encoder, --transform)")  # fmt: skip
+    model.load_state_dict(src.trained_state(), strict=False)
+    done = src.config.get("trained", {})
+    return int(done.get("steps", 0)), float(done.get("wall_time_s", 0.0))
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ from styler.losses import Objective
 from styler.model import StyleNet
 from styler.stages import ReconStage, StyleStage, style_loss
 from styler.targets import TargetCache
-from styler.train import holdout_names, train
+from styler.train import holdout_names, start_from, train
 
 FAST = LossConfig(content_layer="relu2_1", style_layers=("relu1_1", "relu2_1"))
 TESTS = Path(__file__).resolve().parent
@@ -130,6 +130,24 @@ def test_resume_with_changed_settings_says_so_and_uses_them(tmp_path, capsys):
     assert "'style_lr': (0.001, 0.0002)" in capsys.readouterr().out
     lrs = [float(r["lr"]) for r in read_rows(tmp_path / "run" / "log.csv")]
     assert lrs[2:] == pytest.approx([1e-3, 2e-4])  # not the checkpoint's lr
+
+
+def test_init_continues_an_exported_model_in_a_new_run_folder(tmp_path, capsys):
+    first = train(run_config(tmp_path, steps=3))
+    before = StyleNet.load(first).trained_state()
+    cfg = run_config(tmp_path, out=str(tmp_path / "more"), steps=5, init=str(first))
+    model = StyleNet.build("lite")
+    assert start_from(model, cfg, shared_vgg("relu4_1")) == (3, pytest.approx(
+        StyleNet.load(first).config["trained"]["wall_time_s"]))  # fmt: skip
+    started = model.trained_state()
+    assert all(torch.equal(before[k], started[k].half().float()) for k in before)
+    capsys.readouterr()
+    more = StyleNet.load(train(cfg))
+    assert "starting from" in capsys.readouterr().out
+    assert more.config["trained"]["steps"] == 5
+    assert [r["step"] for r in read_rows(tmp_path / "more" / "log.csv")] == ["4", "5"]
+    with pytest.raises(ValueError, match="a lite/wct model, but this run trains lite/adain"):
+        train(run_config(tmp_path, out=str(tmp_path / "other"), transform="adain", init=str(first)))
 
 
 def test_the_style_stage_leaves_the_encoder_as_stage_one_left_it(tmp_path):
