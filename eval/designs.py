@@ -53,9 +53,9 @@ def solver_run(pair, engine, objective, key: str, iters: int, at: int, cache: Pa
 
 
 def score(objective, engine: Engine, pair, x: torch.Tensor, ref: dict | None,
-          refine: int) -> dict:  # fmt: skip
+          refine: int, coarse: bool) -> dict:  # fmt: skip
     """L's terms of x; with a reference, the equivalent iterations and (``refine``) L after
-    that many solver iterations started from x."""
+    that many solver iterations started from x (``coarse``: to fine, as ``styler refine``)."""
     s = pipeline.score(objective, pair, x)
     entry = {k: s[k] for k in TERMS}
     if ref:
@@ -65,9 +65,10 @@ def score(objective, engine: Engine, pair, x: torch.Tensor, ref: dict | None,
         )
         entry |= {"equivalent_iterations": eq, "censored": censored}
     if ref and refine:
-        req = SolveRequest(iters=refine, coarse=False, precision=engine.precision)
+        req = SolveRequest(iters=refine, coarse=coarse, precision=engine.precision)
         run = pipeline.solve(req, pair, engine, objective=objective, start=pipeline.Start(0, x))
         entry["refined"] = run.history[-1]["total"]
+        entry["refined_s"] = run.history[-1]["elapsed_s"]
     return entry
 
 
@@ -87,6 +88,7 @@ def summarize(rows: list[dict], n: str, a: argparse.Namespace) -> dict:
             refined = [r["models"][n]["refined"] for r in rows]
             final = [r["solver_final"]["total"] for r in rows]
             out["refined_L"] = statistics.median(refined)
+            out["refined_s"] = med("refined_s")
             out[f"refined_le_solver{a.iters}"] = sum(
                 x <= y for x, y in zip(refined, final, strict=True)
             ) / len(rows)
@@ -95,8 +97,8 @@ def summarize(rows: list[dict], n: str, a: argparse.Namespace) -> dict:
 
 COLUMNS = {"L": ".3f", "content": ".3f", "style_moments": ".4f", "style_gram": ".4f",
            "content_ratio": ".2f", "gram_ratio": ".2f", "L_ratio": ".2f",
-           "equivalent_iterations": ".1f", "refined_L": ".3f", "latency_s": ".3f",
-           "params": ",d"}  # fmt: skip
+           "equivalent_iterations": ".1f", "refined_L": ".3f", "refined_s": ".0f",
+           "latency_s": ".3f", "params": ",d"}  # fmt: skip
 
 
 def to_markdown(report: dict) -> str:
@@ -138,6 +140,9 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=200, help="solver iterations of the reference")
     p.add_argument("--ratio-at", type=int, default=100, help="the reference's iteration for ratios")
     p.add_argument("--refine", type=int, default=20, help="refinement iterations after f_θ")
+    p.add_argument("--refine-coarse", action=argparse.BooleanOptionalAction,
+                   default=SolveRequest().coarse, help="refine coarse to fine, as `styler "
+                   "refine` does by default (--no-refine-coarse: all at full size)")  # fmt: skip
     p.add_argument("--cache", type=Path, default=Path("eval/results/solver-cache"))
     p.add_argument("--bench", type=int, default=512)
     p.add_argument("--repeats", type=int, default=5)
@@ -167,7 +172,8 @@ def main() -> None:
             outs[n] = torch.nn.functional.interpolate(x, size=pair.content.shape[-2:],
                                                       mode="bilinear", antialias=True)  # fmt: skip
         for n, x in outs.items():
-            row["models"][n] = score(objective, engine, pair, x, ref, a.refine and n in models)
+            refine = a.refine if n in models else 0
+            row["models"][n] = score(objective, engine, pair, x, ref, refine, a.refine_coarse)
         rows.append(row)
         sheet.append(
             [pair.content, pair.styles[0], *outs.values(), *([ref["image_at"]] if ref else [])]
@@ -181,7 +187,7 @@ def main() -> None:
             summary[n]["latency_s"] = latency(m, engine, a.bench, a.repeats)
     a.out.mkdir(parents=True, exist_ok=True)
     report = {"size": a.size, "pairs": len(rows), "solver_iters": a.iters,
-              "ratio_at": a.ratio_at, "refine": a.refine,
+              "ratio_at": a.ratio_at, "refine": a.refine, "refine_coarse": a.refine_coarse,
               "precision": engine.precision, "summary": summary, "rows": rows}  # fmt: skip
     (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (a.out / "report.md").write_text(to_markdown(report))

@@ -197,3 +197,32 @@ def test_gallery_stroke_size_and_alpha_rerender(browser, server, inputs):
     expect(page.locator("#result-info")).to_contain_text("cache: style hit, content hit")
     page.screenshot(path=ARTIFACTS / "6-rerendered.png", full_page=True)
     page.close()
+
+
+def test_an_uploaded_style_can_be_removed_from_the_gallery_a_preset_cannot(browser, server, inputs):
+    page = open_page(browser, server, LAPTOP)
+    presets, uploads = (
+        page.locator(".swatch[data-preset]"),
+        page.locator(".swatch:not([data-preset])"),
+    )
+    expect(presets).to_have_count(10)
+    before = uploads.count()
+    page.set_input_files("#style-input", inputs["style"])
+    expect(uploads).to_have_count(before + 1)
+    chosen = page.locator(".swatch[aria-pressed=true]").get_attribute("data-id")
+    expect(page.locator("#remove-style-btn")).to_be_visible()  # the upload is chosen
+    presets.first.click()
+    expect(page.locator("#remove-style-btn")).to_be_hidden()  # presets are read-only
+
+    page.locator(f'.swatch[data-id="{chosen}"]').click()
+    page.once("dialog", lambda dialog: dialog.accept())  # "Remove … from the gallery?"
+    with page.expect_response(f"**/v1/styles/{chosen}") as answer:
+        page.click("#remove-style-btn")
+    assert answer.value.request.method == "DELETE" and answer.value.ok
+    expect(uploads).to_have_count(before)
+    expect(page.locator(f'.swatch[data-id="{chosen}"]')).to_have_count(0)
+    expect(page.locator("#style-name")).to_have_text("pick a painting, or upload one")
+    expect(page.locator("#stylize-btn")).to_be_disabled()
+    styles = page.evaluate("fetch('/v1/styles').then(r => r.json())")["styles"]
+    assert chosen not in {s["id"] for s in styles}
+    page.close()

@@ -29,9 +29,10 @@ async function errorText(response) {
   }
 }
 
-async function post(url, form) {
+// fetch, or null (with the reason shown) when the server cannot be reached.
+async function send(url, options) {
   try {
-    return await fetch(url, { method: "POST", body: form });
+    return await fetch(url, options);
   } catch (e) {
     showMessage(`Could not reach the server (${e.message}).`);
     return null;
@@ -137,8 +138,27 @@ function chooseStyle(id, render = true) {
   preview.src = button.querySelector("img").src;
   preview.hidden = false;
   $("style-name").textContent = button.title;
+  $("remove-style-btn").hidden = "preset" in button.dataset;
   updateButtons();
   if (render && state.content) stylize();
+}
+
+// Only uploads can be removed (presets are read-only); a job already given it keeps its copy.
+async function removeStyle() {
+  const id = state.styleId;
+  if (!id || !confirm(`Remove "${$("style-name").textContent}" from the gallery?`)) return;
+  const response = await send(`/v1/styles/${encodeURIComponent(id)}`, { method: "DELETE" });
+  if (!response) return;
+  if (!response.ok) {
+    showMessage(await errorText(response));
+    return;
+  }
+  state.styleId = null;
+  $("style-preview").hidden = true;
+  $("remove-style-btn").hidden = true;
+  $("style-name").textContent = "pick a painting, or upload one";
+  updateButtons();
+  await loadGallery();
 }
 
 // An uploaded style joins the gallery (its statistics are computed once, on the server).
@@ -148,7 +168,7 @@ async function uploadStyle(file) {
   const form = new FormData();
   form.append("style", file);
   $("style-name").textContent = `uploading ${file.name}…`;
-  const response = await post("/v1/styles", form);
+  const response = await send("/v1/styles", { method: "POST", body: form });
   if (!response) return;
   if (!response.ok) {
     $("style-name").textContent = "pick a painting, or upload one";
@@ -177,7 +197,7 @@ function imageForm() {
 // POST a form with the buttons disabled; an error answer shows its message and gives null.
 async function submit(url, form) {
   updateButtons(true);
-  const response = await post(url, form);
+  const response = await send(url, { method: "POST", body: form });
   updateButtons();
   if (!response) return null;
   if (!response.ok) {
@@ -306,11 +326,7 @@ async function cancel() {
   if (!state.job) return;
   $("cancel-btn").disabled = true;
   $("refine-status").textContent = "cancelling…";
-  try {
-    await fetch(`/v1/jobs/${state.job}`, { method: "DELETE" }); // the "end" event reports the outcome
-  } catch (e) {
-    showMessage(`Could not reach the server (${e.message}).`);
-  }
+  await send(`/v1/jobs/${state.job}`, { method: "DELETE" }); // the "end" event reports the outcome
 }
 
 // ---- start-up: limits, model readiness ----
@@ -356,6 +372,7 @@ $("preserve-color").addEventListener("change", rerenderSoon);
 $("stylize-btn").addEventListener("click", stylize);
 $("refine-btn").addEventListener("click", refine);
 $("cancel-btn").addEventListener("click", cancel);
+$("remove-style-btn").addEventListener("click", removeStyle);
 setupDrop("content");
 setupDrop("style");
 checkServer();
