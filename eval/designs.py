@@ -29,10 +29,25 @@ from styler.params import FastRequest, SolveRequest
 TERMS = ("total", "content", "style_moments", "style_gram")
 
 
+def reference_paths(cache: Path, key: str, at: int) -> tuple[Path, Path, Path]:
+    """The cached reference of a pair: its history, its final image, its image at ``at``."""
+    return cache / f"{key}.json", cache / f"{key}.png", cache / f"{key}@{at}.png"
+
+
+def write_reference(cache: Path, key: str, at: int, history: list[dict], image: torch.Tensor,
+                    image_at: torch.Tensor) -> None:  # fmt: skip
+    """Store a reference solve (also written by ``solver_curves.py``'s previous set-up)."""
+    hist, img, img_at = reference_paths(cache, key, at)
+    cache.mkdir(parents=True, exist_ok=True)
+    images.save(images.to_pil(image_at), img_at)
+    images.save(images.to_pil(image), img)
+    hist.write_text(json.dumps(history))
+
+
 def solver_run(pair, engine, objective, key: str, iters: int, at: int, cache: Path) -> dict:
     """The reference solve of one pair (history, its image after ``at`` iterations and at the
     end), from the cache when there."""
-    hist, img, img_at = cache / f"{key}.json", cache / f"{key}.png", cache / f"{key}@{at}.png"
+    hist, img, img_at = reference_paths(cache, key, at)
     if hist.exists() and img.exists() and img_at.exists():
         return {"history": json.loads(hist.read_text()), "image": images.read(img, 0),
                 "image_at": images.read(img_at, 0)}  # fmt: skip
@@ -45,11 +60,12 @@ def solver_run(pair, engine, objective, key: str, iters: int, at: int, cache: Pa
     req = SolveRequest(iters=iters, coarse=False, precision=engine.precision)
     result = pipeline.solve(req, pair, engine, objective=objective, callback=keep)
     history = [{k: r[k] for k in ("step", "elapsed_s", *TERMS)} for r in result.history]
-    cache.mkdir(parents=True, exist_ok=True)
-    images.save(images.to_pil(kept["image"]), img_at)
-    images.save(images.to_pil(result.image), img)
-    hist.write_text(json.dumps(history))
+    write_reference(cache, key, at, history, result.image, kept["image"])
     return {"history": history, "image": result.image, "image_at": kept["image"]}
+
+
+def reference_key(content: Path, style: Path, size: int, iters: int) -> str:
+    return f"{content.stem}_{style.stem}-{size}-{iters}"
 
 
 def score(objective, engine: Engine, pair, x: torch.Tensor, ref: dict | None,
@@ -159,8 +175,8 @@ def main() -> None:
         pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
         ref = None
         if a.iters:
-            ref = solver_run(pair, engine, objective, f"{key}-{a.size}-{a.iters}", a.iters,
-                             a.ratio_at, a.cache)  # fmt: skip
+            ref_key = reference_key(content, style, a.size, a.iters)
+            ref = solver_run(pair, engine, objective, ref_key, a.iters, a.ratio_at, a.cache)
         row = {"pair": key, "models": {}}
         if ref:
             at = {h["step"]: h for h in ref["history"]}

@@ -12,6 +12,9 @@ full size (untimed), so both curves are the same L. The two set-ups run at the s
 two processes of one thread each (``torch.set_num_threads(1)``); time is each process's CPU time,
 which other load on a shared machine barely moves. The report gives the time each set-up needs
 to reach the previous set-up's final L (and within 1 % of it), and their ratio.
+
+The previous set-up's run, cut at ``--reference-iters``, is also stored in ``designs.py``'s
+reference cache (``--cache``), so ``designs.py --iters 200`` scores f_θ against it unsolved.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from designs import TERMS, reference_key, write_reference
 from torch.nn import functional as F
 
 from styler import pipeline
@@ -39,7 +43,9 @@ def setups() -> dict[str, tuple[str, bool]]:
             f"now ({now}, coarse to fine)": (now, True)}  # fmt: skip
 
 
-def run(pair: pipeline.Pair, precision: str, coarse: bool, iters: int, every: int) -> list[dict]:
+def run(pair: pipeline.Pair, precision: str, coarse: bool, iters: int, every: int,
+        keep_at: tuple[int, ...] = ()) -> tuple[list[dict], dict[int, torch.Tensor]]:  # fmt: skip
+    """The solve's curve (every term, scored in fp32 at full size) and its images at ``keep_at``."""
     torch.set_num_threads(1)
     engine = Engine.create("cpu", precision)
     objective = pipeline.objective_for(SolveRequest().loss, engine)
@@ -58,11 +64,17 @@ def run(pair: pipeline.Pair, precision: str, coarse: bool, iters: int, every: in
     req = SolveRequest(iters=iters, precision=precision, coarse=coarse)
     pipeline.solve(req, pair, engine, objective=objective, callback=keep)
     scorer = pipeline.objective_for(SolveRequest().loss, Engine.create("cpu", "fp32"))
-    rows = [{"step": 0, "time_s": 0.0, "L": pipeline.score(scorer, pair, pair.content)["total"]}]
+    terms = lambda x: {k: v for k, v in pipeline.score(scorer, pair, x).items() if k in TERMS}
+    rows = [{"step": 0, "time_s": 0.0, **terms(pair.content)}]
+    images = {}
     for step, t, x in kept:
         x = F.interpolate(x, size=pair.content.shape[-2:], mode="bilinear", align_corners=False)
-        rows.append({"step": step, "time_s": t, "L": pipeline.score(scorer, pair, x)["total"]})
-    return rows
+        rows.append({"step": step, "time_s": t, **terms(x)})
+        if step in keep_at:
+            images[step] = x
+    for r in rows:
+        r["L"] = r["total"]
+    return rows, images
 
 
 def main() -> None:
@@ -73,6 +85,14 @@ def main() -> None:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--every", type=int, default=10)
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("eval/results/solver-cache"),
+        help="designs.py's reference cache, where the previous set-up's run goes",
+    )
+    p.add_argument("--reference-iters", type=int, default=200, help="its length there")
+    p.add_argument("--ratio-at", type=int, default=100, help="the image it keeps on the way")
     a = p.parse_args()
     torch.set_num_threads(1)
     runs = setups()
@@ -81,15 +101,24 @@ def main() -> None:
         pair = pipeline.read_pair((str(content), content), [(str(style), style)],
                                   SolveRequest(size=a.size))  # fmt: skip
         with ProcessPoolExecutor(len(runs), multiprocessing.get_context("spawn")) as pool:
-            jobs = {name: pool.submit(run, pair, prec, coarse, a.iters, a.every)
+            keep_at = (a.ratio_at, a.reference_iters)
+            jobs = {name: pool.submit(run, pair, prec, coarse, a.iters, a.every, keep_at)
                     for name, (prec, coarse) in runs.items()}  # fmt: skip
-            curves = {name: job.result() for name, job in jobs.items()}
+            done = {name: job.result() for name, job in jobs.items()}
+        curves = {name: rows for name, (rows, _) in done.items()}
+        before, kept = next(iter(done.values()))
+        if a.reference_iters in kept and a.ratio_at in kept:
+            history = [{"elapsed_s": r["time_s"], **{k: r[k] for k in ("step", *TERMS)}}
+                       for r in before if r["step"] <= a.reference_iters]  # fmt: skip
+            key = reference_key(content, style, a.size, a.reference_iters)
+            write_reference(a.cache, key, a.ratio_at, history, kept[a.reference_iters],
+                            kept[a.ratio_at])  # fmt: skip
         name = f"{content.name} × {style.name}"
         report["pairs"].append({"pair": name, "curves": curves} | compare(curves))
         print(name, json.dumps(report["pairs"][-1]["reach"]))
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    plot(report, a.out / "curves.png")
+        a.out.mkdir(parents=True, exist_ok=True)  # after each pair: a long run keeps what it did
+        (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        plot(report, a.out / "curves.png")
 
 
 def compare(curves: dict[str, list[dict]]) -> dict:
