@@ -1,6 +1,7 @@
 """The feature transforms of f_θ, as pure functions of feature statistics.
 
-Both transforms are one affine map per image, applied at every position of the content features:
+Both transforms are one affine map per image, applied at every position of the content features
+(folded into the decoder's first convolution, :func:`fold_affine`):
 
     t = T f + b,   T = colour(s) · whiten(c),   b = μ_s − T μ_c
 
@@ -126,14 +127,18 @@ def affine_map(
 
 
 @exact
-def apply_affine(f: torch.Tensor, t: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """t = T f + b at every position of f (B, C, H, W), computed in fp32."""
-    out = torch.einsum("bij,bjhw->bihw", t, f.float()) + b[:, :, None, None]
-    return out.contiguous(memory_format=torch.channels_last) if _is_cl(f) else out
+def fold_affine(
+    weight: torch.Tensor, bias: torch.Tensor, t: torch.Tensor, b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A convolution of t = T f + b as one of f: per image, W' = W T and bias' = bias + Σ W b.
 
-
-def _is_cl(f: torch.Tensor) -> bool:
-    return f.dim() == 4 and f.is_contiguous(memory_format=torch.channels_last) and f.shape[1] > 1
+    The C × C × positions product T f is never formed (it cost as much as a decoder layer). The
+    two differ only on the outermost ring of positions, where zero padding drops the taps of b;
+    the caller crops that ring away. Returns (B, O, C, k, k) weights and (B, O) biases.
+    """
+    w = weight.float()
+    folded = torch.einsum("oikl,bij->bojkl", w, t)
+    return folded, bias.float() + torch.einsum("oikl,bi->bo", w, b)
 
 
 def normalize_weights(weights: list[float] | None, n: int) -> list[float]:

@@ -23,6 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
+from torch.nn import functional as F
 
 from .config import ENCODERS, TRANSFORMS
 from .files import atomic_write
@@ -30,7 +31,7 @@ from .function import (
     FeatureStats,
     StyleCode,
     affine_map,
-    apply_affine,
+    fold_affine,
     keep_colors,
     normalize_weights,
     style_code,
@@ -46,6 +47,9 @@ ENCODER_LAYER = (
 LITE_WIDTHS = (16, 32, 64, 128)
 PACKAGED = resources.files("styler") / "weights"  # shipped models, loadable by name
 DEFAULT_WEIGHTS = PACKAGED / "styler-vgg31.safetensors"
+
+
+Affine = tuple[torch.Tensor, torch.Tensor]  # (T, b) of t = T f + b, from function.affine_map
 
 
 class ModelError(ValueError):
@@ -98,8 +102,15 @@ class Decoder(nn.Module):
             up(), *_conv(64, 32), *_conv(32, 3, relu=False),
         )  # fmt: skip
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.net(t)
+    def forward(self, f: torch.Tensor, affine: Affine | None = None) -> torch.Tensor:
+        """D(f), or D(T f + b) with ``affine`` = (T, b) folded into the first convolution."""
+        if affine is None:
+            return self.net(f)
+        first = self.net[0]
+        weights, biases = fold_affine(first.weight, first.bias, *affine)
+        pairs = zip(f.split(1), weights, biases, strict=True)
+        x = torch.cat([F.conv2d(fi, w, bias, padding=1) for fi, w, bias in pairs])
+        return self.net[1:](x)
 
 
 @dataclass
@@ -145,8 +156,10 @@ class StyleNet(nn.Module):
     def style_code(self, style: torch.Tensor, tile: int | None = None) -> StyleCode:
         return style_code(self._stats(style, tile), self.transform)
 
-    def decode(self, f: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        out = self.decoder(f)
+    def decode(self, f: torch.Tensor, hw: tuple[int, int], affine: Affine | None = None
+               ) -> torch.Tensor:  # fmt: skip
+        """D(f) (or D(T f + b)) cropped to the image: the padding and its border ring go."""
+        out = self.decoder(f, affine)
         return out[..., PAD : PAD + hw[0], PAD : PAD + hw[1]]
 
     def encode_content(self, content: torch.Tensor) -> Encoded:
@@ -188,7 +201,7 @@ class StyleNet(nn.Module):
         else:
             enc = encoded or self.encode_content(content)
             t, b = affine_map(enc.stats, codes, weights, self.transform, alpha)
-            out = self.decode(apply_affine(enc.features, t, b), enc.hw)
+            out = self.decode(enc.features, enc.hw, (t, b))
         if preserve_color:
             out = keep_colors(out.float(), content)
         return out if self.training else out.float().clamp(0, 1)
@@ -199,7 +212,7 @@ class StyleNet(nn.Module):
         out = torch.empty(content.shape, dtype=torch.float32, device=content.device)
         parts = list(tiles(padded, content.shape[-2:], tile))
         for i, (region, _, (rows, cols, at)) in enumerate(parts):
-            y = self.decoder(apply_affine(self.encoder(region), t, b))
+            y = self.decoder(self.encoder(region), (t, b))
             out[..., rows, cols] = y[..., at[0], at[1]].float()
             if progress:
                 progress(i + 1, len(parts))

