@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from .losses import RECON_LAYERS, Objective, Targets, reconstruction_loss, relative_error
-from .model import ENCODER_LAYER, StyleNet
+from .model import StyleNet
+from .net import ENCODER_LAYER
 from .targets import TargetCache
 from .tiles import interior
 from .vgg import VGG19

@@ -33,7 +33,8 @@ from .curves import CsvLog, plot_run
 from .data import PairStream, fixed_pairs, list_images
 from .engine import Engine
 from .losses import Objective
-from .model import ENCODER_LAYER, StyleNet
+from .model import StyleNet
+from .net import ENCODER_LAYER
 from .stages import ReconStage, StyleStage, style_loss
 from .targets import TargetCache
 from .vgg import VGG19
