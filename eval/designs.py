@@ -64,8 +64,13 @@ def solver_run(pair, engine, objective, key: str, iters: int, at: int, cache: Pa
     return {"history": history, "image": result.image, "image_at": kept["image"]}
 
 
+def pair_key(content: Path, style: Path) -> str:
+    """A pair's name in reports, outputs (``--outputs``) and the reference cache."""
+    return f"{content.stem}_{style.stem}"
+
+
 def reference_key(content: Path, style: Path, size: int, iters: int) -> str:
-    return f"{content.stem}_{style.stem}-{size}-{iters}"
+    return f"{pair_key(content, style)}-{size}-{iters}"
 
 
 def score(objective, engine: Engine, pair, x: torch.Tensor, ref: dict | None,
@@ -170,7 +175,7 @@ def main() -> None:
     objective = pipeline.objective_for(SolveRequest().loss, engine)
     rows, sheet = [], []
     for content, style in load_pairs(a.data, None, a.skip + a.pairs)[a.skip :]:
-        key = f"{content.stem}_{style.stem}"
+        key = pair_key(content, style)
         req = FastRequest(size=a.size, precision=engine.precision)
         pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
         ref = None
