@@ -104,6 +104,10 @@ class TrainConfig:
         default="wct",
         **_help("feature transform: wct (covariance) or adain (mean/std)", TRANSFORMS),
     )
+    skips: bool = field(
+        default=False,
+        **_help("vgg only: the decoder also reads relu2_1 and relu1_1, AdaIN-mapped to the style"),
+    )
     recon_steps: int = field(
         default=800,
         **_help("stage 1: steps of reconstruction (+ distillation for the lite encoder)"),
@@ -149,6 +153,8 @@ class TrainConfig:
             raise ValueError(f"encoder must be one of {ENCODERS}, not {self.encoder!r}")
         if self.transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {TRANSFORMS}, not {self.transform!r}")
+        if self.skips and self.encoder != "vgg":
+            raise ValueError("--skips needs --encoder vgg")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         if not 0 <= self.recon_steps <= self.steps:
@@ -158,6 +164,6 @@ class TrainConfig:
 
     def public(self) -> dict:
         """The set-up stored in an exported model: no machine paths or bookkeeping."""
-        keep = ("encoder", "transform", "recon_steps", "batch", "size", "resize", "lr",
+        keep = ("encoder", "transform", "skips", "recon_steps", "batch", "size", "resize", "lr",
                 "style_lr", "lr_decay", "cache_targets", "precision", "seed")  # fmt: skip
         return {k: v for k, v in asdict(self).items() if k in keep}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -45,7 +45,8 @@ WCT_EPS = 1e-3  # eigenvalue floor, relative to the mean eigenvalue: tames white
 
 @dataclass
 class FeatureStats:
-    """Running first and second moments of features, summed over positions (B, C) and (B, C, C)."""
+    """Running first and second moments of features, summed over positions: (B, C) and either
+    (B, C, C) outer products or, ``diagonal``, (B, C) squares (all AdaIN needs, far cheaper)."""
 
     total: torch.Tensor
     outer: torch.Tensor
@@ -53,9 +54,10 @@ class FeatureStats:
 
     @classmethod
     @exact
-    def of(cls, f: torch.Tensor) -> FeatureStats:
+    def of(cls, f: torch.Tensor, diagonal: bool = False) -> FeatureStats:
         flat = f.float().flatten(2)
-        return cls(flat.sum(2), flat @ flat.transpose(1, 2), flat.shape[2])
+        outer = flat.square().sum(2) if diagonal else flat @ flat.transpose(1, 2)
+        return cls(flat.sum(2), outer, flat.shape[2])
 
     def __add__(self, other: FeatureStats) -> FeatureStats:
         return FeatureStats(
@@ -68,7 +70,10 @@ class FeatureStats:
 
     @property
     def cov(self) -> torch.Tensor:
+        """(B, C, C); diagonal statistics give the diagonal matrix of the variances."""
         m = self.mean
+        if self.outer.dim() == 2:
+            return torch.diag_embed(self.outer / self.count - m * m)
         return self.outer / self.count - m[:, :, None] * m[:, None, :]
 
 
@@ -95,14 +100,47 @@ def whiten_colour(stats: FeatureStats, kind: str) -> tuple[torch.Tensor, torch.T
 
 @dataclass
 class StyleCode:
-    """What f_θ needs of a style: its feature mean (B, C) and colouring matrix (B, C, C)."""
+    """What f_θ needs of a style: its feature mean (B, C) and colouring matrix (B, C, C) at E's
+    layer, and one AdaIN code per skip level of a decoder with skips."""
 
     mean: torch.Tensor
     colour: torch.Tensor
+    skips: tuple[StyleCode, ...] = ()
+
+    def to(self, device: torch.device | str) -> StyleCode:
+        skips = tuple(s.to(device) for s in self.skips)
+        return StyleCode(self.mean.to(device), self.colour.to(device), skips)
+
+    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        """Flat names → tensors (for safetensors files); :meth:`from_tensors` reads them back."""
+        out = {f"{prefix}.mean": self.mean, f"{prefix}.colour": self.colour}
+        for i, skip in enumerate(self.skips):
+            out |= skip.tensors(f"{prefix}.skip{i}")
+        return out
+
+    @classmethod
+    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], prefix: str) -> StyleCode | None:
+        if f"{prefix}.mean" not in tensors:
+            return None
+        skips: list[StyleCode] = []
+        while skip := cls.from_tensors(tensors, f"{prefix}.skip{len(skips)}"):
+            skips.append(skip)
+        return cls(tensors[f"{prefix}.mean"], tensors[f"{prefix}.colour"], tuple(skips))
 
 
-def style_code(stats: FeatureStats, kind: str) -> StyleCode:
-    return StyleCode(stats.mean, whiten_colour(stats, kind)[0])
+def style_code(stats: list[FeatureStats], kind: str) -> StyleCode:
+    """A style's code from its statistics per level: ``kind`` at E's layer, AdaIN at skips."""
+    skips = tuple(StyleCode(s.mean, whiten_colour(s, "adain")[0]) for s in stats[1:])
+    return StyleCode(stats[0].mean, whiten_colour(stats[0], kind)[0], skips)
+
+
+def affine_maps(content: list[FeatureStats], styles: list[StyleCode], weights: list[float],
+                kind: str, alpha: float = 1.0) -> list[tuple[torch.Tensor, ...]]:  # fmt: skip
+    """One map per level (E's layer, then each skip): ``kind`` first, AdaIN at the skips."""
+    maps = [affine_map(content[0], styles, weights, kind, alpha)]
+    for i, stats in enumerate(content[1:]):
+        maps.append(affine_map(stats, [s.skips[i] for s in styles], weights, "adain", alpha))
+    return maps
 
 
 @exact

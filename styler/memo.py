@@ -82,21 +82,15 @@ class Stats:
 
     def _load(self, sid: str, model_id: str, wh: tuple[int, int],
               device: torch.device) -> StyleCode | None:  # fmt: skip
-        tensors = self.store.load_code(sid, model_id) or {}
-        prefix = f"{wh[0]}x{wh[1]}"
-        if f"{prefix}.mean" not in tensors:
-            return None
-        return StyleCode(
-            tensors[f"{prefix}.mean"].to(device), tensors[f"{prefix}.colour"].to(device)
-        )
+        code = StyleCode.from_tensors(self.store.load_code(sid, model_id) or {}, f"{wh[0]}x{wh[1]}")
+        return code.to(device) if code else None
 
     def _save(self, sid: str, model_id: str, wh: tuple[int, int], code: StyleCode) -> None:
         """Add this size's code to the style's stored codes (a few sizes; the newest wins)."""
         tensors = self.store.load_code(sid, model_id) or {}
-        if len(tensors) >= 2 * STORED_SIZES:
+        if len({k.split(".")[0] for k in tensors}) >= STORED_SIZES:
             tensors = {}
-        prefix = f"{wh[0]}x{wh[1]}"
-        tensors |= {f"{prefix}.mean": code.mean, f"{prefix}.colour": code.colour}
+        tensors |= code.tensors(f"{wh[0]}x{wh[1]}")
         self.store.save_code(sid, model_id, tensors)
 
 

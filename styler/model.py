@@ -6,6 +6,9 @@
     T,b the whitening–colouring (or AdaIN) map of ``function.py``, from E's statistics of c and s;
     D   a light decoder, trained first to invert E (reconstruction), then on the shared L.
 
+With ``skips`` (vgg only) E also hands D its relu2_1 and relu1_1 features, each mapped by AdaIN
+to the style's moments there: the fine levels L's style term weighs, at no extra encoder cost.
+
 The image is reflection-padded by ``PAD`` pixels before E and cropped after D, so no convolution
 sees a zero border inside the picture (a frame line otherwise). A model is two files,
 ``NAME.safetensors`` (fp16 weights) and ``NAME.json`` (architecture, training set-up).
@@ -13,6 +16,7 @@ sees a zero border inside the picture (a frame line otherwise). A model is two f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -30,13 +34,13 @@ from .files import atomic_write
 from .function import (
     FeatureStats,
     StyleCode,
-    affine_map,
+    affine_maps,
     keep_colors,
     normalize_weights,
     style_code,
 )
-from .net import ENCODER_LAYER, Affine, Decoder, LiteEncoder, VGGEncoder
-from .tiles import PAD, auto_tile, interior, pad_image, tiles
+from .net import ENCODER_LAYER, Affine, Decoder, Features, LiteEncoder, VGGEncoder
+from .tiles import PAD, at_stride, auto_tile, interior, pad_image, tiles
 from .vgg import VGG19, WEIGHTS, weights_id
 
 FORMAT = "styler-wct"
@@ -51,11 +55,12 @@ class ModelError(ValueError):
 
 @dataclass
 class Encoded:
-    """A content image's features E(c) (padded), its size and statistics: all f_θ needs of c."""
+    """A content image's features E(c) (padded), its size and statistics (per level): all f_θ
+    needs of c."""
 
-    features: torch.Tensor
+    features: Features
     hw: tuple[int, int]
-    stats: FeatureStats
+    stats: list[FeatureStats]
 
 
 class StyleNet(nn.Module):
@@ -74,17 +79,27 @@ class StyleNet(nn.Module):
     def kind(self) -> str:
         return "vgg" if isinstance(self.encoder, VGGEncoder) else "lite"
 
+    @property
+    def skips(self) -> bool:
+        return self.decoder.skips is not None
+
+    @property
+    def architecture(self) -> dict:
+        return {"encoder": self.kind, "transform": self.transform, "skips": self.skips}
+
     @classmethod
     def build(cls, encoder: str = "lite", transform: str = "wct", seed: int = 0,
-              vgg: VGG19 | None = None) -> StyleNet:  # fmt: skip
+              vgg: VGG19 | None = None, skips: bool = False) -> StyleNet:  # fmt: skip
         """An untrained f_θ (training starts here; tests use it as a valid small model)."""
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, not {encoder!r}")
+        if skips and encoder != "vgg":
+            raise ValueError("skips need the vgg encoder (its relu2_1 and relu1_1 features)")
         torch.manual_seed(seed)
-        enc = VGGEncoder(vgg) if encoder == "vgg" else LiteEncoder()
-        return cls(enc, Decoder(enc.channels), transform)
+        enc = VGGEncoder(vgg, skips) if encoder == "vgg" else LiteEncoder()
+        return cls(enc, Decoder(enc.channels, skips), transform)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    def encode(self, x: torch.Tensor) -> tuple[Features, tuple[int, int]]:
         """E of the padded image, and the image's size (for :func:`interior` and the crop)."""
         padded, hw = pad_image(x)
         return self.encoder(padded), hw
@@ -92,26 +107,34 @@ class StyleNet(nn.Module):
     def style_code(self, style: torch.Tensor, tile: int | None = None) -> StyleCode:
         return style_code(self._stats(style, tile), self.transform)
 
-    def decode(self, f: torch.Tensor, hw: tuple[int, int], affine: Affine | None = None
+    def decode(self, f: Features, hw: tuple[int, int], affines: list[Affine] | None = None
                ) -> torch.Tensor:  # fmt: skip
         """D(f) (or D(T f + b)) cropped to the image: the padding and its border ring go."""
-        out = self.decoder(f, affine)
+        out = self.decoder(f, affines)
         return out[..., PAD : PAD + hw[0], PAD : PAD + hw[1]]
 
     def encode_content(self, content: torch.Tensor) -> Encoded:
         f, hw = self.encode(content)
-        return Encoded(f, hw, FeatureStats.of(interior(f, hw)))
+        return Encoded(f, hw, self._interior_stats(f, lambda fi, stride: interior(fi, hw, stride)))
 
-    def _stats(self, x: torch.Tensor, tile: int | None) -> FeatureStats:
+    def _interior_stats(self, f: Features, pick: Callable[[torch.Tensor, int], torch.Tensor]
+                        ) -> list[FeatureStats]:  # fmt: skip
+        """Statistics per level of the picture's features (``pick(features, stride)`` crops
+        them): full at E's layer (WCT needs the covariance), diagonal at the skips (AdaIN)."""
+        levels = enumerate(zip(f, self.encoder.strides, strict=True))
+        return [FeatureStats.of(pick(fi, stride), diagonal=i > 0) for i, (fi, stride) in levels]
+
+    def _stats(self, x: torch.Tensor, tile: int | None) -> list[FeatureStats]:
         """E's statistics over the whole image, gathered tile by tile when it is large."""
         tile = tile or auto_tile(x)
         if not tile:
-            f, hw = self.encode(x)
-            return FeatureStats.of(interior(f, hw))
+            return self.encode_content(x).stats
         padded, _ = pad_image(x)
-        parts = [FeatureStats.of(self.encoder(region)[..., core[0], core[1]])
-                 for region, core, _ in tiles(padded, x.shape[-2:], tile)]  # fmt: skip
-        return sum(parts[1:], parts[0])
+        parts = []
+        for region, (_, _, at) in tiles(padded, x.shape[-2:], tile):
+            core = functools.partial(_core, at=at)
+            parts.append(self._interior_stats(self.encoder(region), core))
+        return [sum(level[1:], level[0]) for level in zip(*parts)]
 
     def stylize(self, content: torch.Tensor, codes: list[StyleCode],
                 style_weights: list[float] | None = None, alpha: float = 1.0,
@@ -131,24 +154,23 @@ class StyleNet(nn.Module):
         weights = normalize_weights(style_weights, len(codes))
         tile = None if encoded else tile or auto_tile(content)
         if tile:
-            stats = self._stats(content, tile)
-            t, b = affine_map(stats, codes, weights, self.transform, alpha)
-            out = self._decode_tiles(content, t, b, tile, progress)
+            maps = affine_maps(self._stats(content, tile), codes, weights, self.transform, alpha)
+            out = self._decode_tiles(content, maps, tile, progress)
         else:
             enc = encoded or self.encode_content(content)
-            t, b = affine_map(enc.stats, codes, weights, self.transform, alpha)
-            out = self.decode(enc.features, enc.hw, (t, b))
+            maps = affine_maps(enc.stats, codes, weights, self.transform, alpha)
+            out = self.decode(enc.features, enc.hw, maps)
         if preserve_color:
             out = keep_colors(out.float(), content)
         return out if self.training else out.float().clamp(0, 1)
 
-    def _decode_tiles(self, content: torch.Tensor, t: torch.Tensor, b: torch.Tensor, tile: int,
+    def _decode_tiles(self, content: torch.Tensor, maps: list[Affine], tile: int,
                       progress: Callable[[int, int], None] | None) -> torch.Tensor:  # fmt: skip
         padded, _ = pad_image(content)
         out = torch.empty(content.shape, dtype=torch.float32, device=content.device)
         parts = list(tiles(padded, content.shape[-2:], tile))
-        for i, (region, _, (rows, cols, at)) in enumerate(parts):
-            y = self.decoder(self.encoder(region), (t, b))
+        for i, (region, (rows, cols, at)) in enumerate(parts):
+            y = self.decoder(self.encoder(region), maps)
             out[..., rows, cols] = y[..., at[0], at[1]].float()
             if progress:
                 progress(i + 1, len(parts))
@@ -173,8 +195,7 @@ class StyleNet(nn.Module):
         path = weights_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         config = {**self.config, **(extra or {}), "format": FORMAT,
-                  "format_version": FORMAT_VERSION,
-                  "architecture": {"encoder": self.kind, "transform": self.transform}}  # fmt: skip
+                  "format_version": FORMAT_VERSION, "architecture": self.architecture}  # fmt: skip
         if self.kind == "vgg":
             weights = self.encoder.vgg.weights
             config["vgg"] = {"weights": weights, "id": weights_id(weights)}
@@ -193,7 +214,9 @@ class StyleNet(nn.Module):
         config = _read_config(path.with_suffix(".json"))
         arch = config.get("architecture")
         if not isinstance(arch, dict) or arch.get("encoder") not in ENCODERS \
-                or arch.get("transform") not in TRANSFORMS:  # fmt: skip
+                or arch.get("transform") not in TRANSFORMS \
+                or arch.get("skips", False) not in (True, False) \
+                or (arch.get("skips") and arch["encoder"] != "vgg"):  # fmt: skip
             raise ModelError(f"{path}: unknown architecture {arch!r}")
         if arch["encoder"] == "vgg":
             vgg = _matching_vgg(path, config, vgg)
@@ -202,7 +225,9 @@ class StyleNet(nn.Module):
             state = {k: v.float() for k, v in load(data).items()}
         except (SafetensorError, OSError, ValueError) as e:
             raise ModelError(f"{path}: corrupt or unreadable safetensors file ({e})") from None
-        model = cls.build(arch["encoder"], arch["transform"], vgg=vgg)
+        model = cls.build(
+            arch["encoder"], arch["transform"], vgg=vgg, skips=arch.get("skips", False)
+        )
         try:
             model.load_state_dict(state, strict=False)
             missing = set(model.trained_state()) - set(state)
@@ -215,6 +240,11 @@ class StyleNet(nn.Module):
             ) from None
         model.config, model.identity = config, hashlib.sha256(data).hexdigest()[:16]
         return model.to(device).eval()
+
+
+def _core(f: torch.Tensor, stride: int, at: tuple[slice, slice]) -> torch.Tensor:
+    """The features (at ``stride``) of a tile's core, ``at`` its pixels in the region."""
+    return f[(..., *at_stride(at, stride))]
 
 
 def _read_config(cfg_path: Path) -> dict:

@@ -2,11 +2,15 @@
 
 LiteEncoder  six convolutions distilled from VGG19→relu3_1 (Wang et al., *Collaborative
              Distillation*, 2020), ≈ 4 % of its cost;
-VGGEncoder   VGG19→relu3_1 itself, frozen;
-Decoder      1/4 resolution → image, trained to invert E, then on the shared L.
+VGGEncoder   VGG19→relu3_1 itself, frozen; with skips, relu2_1 and relu1_1 too (free: they are
+             on the way);
+Decoder      1/4 resolution → image, trained to invert E, then on the shared L; with skips it
+             also adds a 1×1 convolution of each skip level's (AdaIN-mapped) features.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -18,10 +22,13 @@ from .vgg import VGG19
 ENCODER_LAYER = (
     "relu3_1"  # the VGG19 layer the encoders stand for (the lite one is distilled to it)
 )
+SKIP_LAYERS = ("relu2_1", "relu1_1")  # the skip levels, in the order the decoder reaches them
+STRIDES = {"relu3_1": 4, "relu2_1": 2, "relu1_1": 1}
 LITE_WIDTHS = (16, 32, 64, 128)
 
 
 Affine = tuple[torch.Tensor, torch.Tensor]  # (T, b) of t = T f + b, from function.affine_map
+Features = list[torch.Tensor]  # E's output: its layer's features, then each skip level's
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1, relu: bool = True) -> list[nn.Module]:
@@ -41,41 +48,70 @@ class LiteEncoder(nn.Module):
             *_conv(w2, w3, 2), *_conv(w3, w3), *_conv(w3, w4),
         )  # fmt: skip
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x * 2 - 1)
+    strides = (4,)
+
+    def forward(self, x: torch.Tensor) -> Features:
+        return [self.net(x * 2 - 1)]
 
 
 class VGGEncoder(nn.Module):
     """VGG19 to relu3_1, frozen, scaled to about unit RMS (Caffe's activations are ~200 there)."""
 
     channels = 256
-    scale = 1 / 128  # WCT and AdaIN are scale-equivariant: only the decoder's input range changes
+    # WCT and AdaIN are scale-equivariant: only the decoder's input range changes
+    scales: ClassVar = {"relu3_1": 1 / 128, "relu2_1": 1 / 128, "relu1_1": 1 / 32}
 
-    def __init__(self, vgg: VGG19 | None = None) -> None:
+    def __init__(self, vgg: VGG19 | None = None, skips: bool = False) -> None:
         super().__init__()
         self.vgg = vgg or VGG19(max_layer=ENCODER_LAYER)
+        self.layers = (ENCODER_LAYER, *(SKIP_LAYERS if skips else ()))
+        self.strides = tuple(STRIDES[k] for k in self.layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vgg(x, (ENCODER_LAYER,))[ENCODER_LAYER] * self.scale
+    def forward(self, x: torch.Tensor) -> Features:
+        feats = self.vgg(x, self.layers)
+        return [feats[k] * self.scales[k] for k in self.layers]
 
 
 class Decoder(nn.Module):
-    """1/4 resolution → image: nearest upsampling (no checkerboards), most work at 1/4 and 1/2."""
+    """1/4 resolution → image: nearest upsampling (no checkerboards), most work at 1/4 and 1/2.
 
-    def __init__(self, c_in: int) -> None:
+    With ``skips``, after each upsampling it adds a 1×1 convolution of that resolution's skip
+    features (relu2_1, then relu1_1); these start at zero, so a decoder trained without skips
+    continues from exactly its own output.
+    """
+
+    SKIP_CHANNELS = (128, 64)
+    SKIP_AT = (3, 8)  # indices into ``net`` where each skip is added (right after an upsampling)
+
+    def __init__(self, c_in: int, skips: bool = False) -> None:
         super().__init__()
         up = lambda: nn.Upsample(scale_factor=2, mode="nearest")
         self.net = nn.Sequential(
             *_conv(c_in, 128), up(), *_conv(128, 64), *_conv(64, 64),
             up(), *_conv(64, 32), *_conv(32, 3, relu=False),
         )  # fmt: skip
+        self.skips = (
+            nn.ModuleList(nn.Conv2d(c, c, 1) for c in self.SKIP_CHANNELS) if skips else None
+        )
+        for conv in self.skips or ():
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
 
-    def forward(self, f: torch.Tensor, affine: Affine | None = None) -> torch.Tensor:
-        """D(f), or D(T f + b) with ``affine`` = (T, b) folded into the first convolution."""
-        if affine is None:
-            return self.net(f)
-        first = self.net[0]
-        weights, biases = fold_affine(first.weight, first.bias, *affine)
-        pairs = zip(f.split(1), weights, biases, strict=True)
-        x = torch.cat([F.conv2d(fi, w, bias, padding=1) for fi, w, bias in pairs])
-        return self.net[1:](x)
+    def forward(self, feats: Features, affines: list[Affine] | None = None) -> torch.Tensor:
+        """D(f), or D(T f + b) with ``affines`` (one (T, b) per level) folded into the first
+        convolution of each level."""
+        maps = affines or [None] * len(feats)
+        x, start = _affine_conv(self.net[0], feats[0], maps[0]), 1
+        for conv, stop, f, a in zip(self.skips or (), self.SKIP_AT, feats[1:], maps[1:]):
+            x = self.net[start:stop](x) + _affine_conv(conv, f, a)
+            start = stop
+        return self.net[start:](x)
+
+
+def _affine_conv(conv: nn.Conv2d, f: torch.Tensor, affine: Affine | None) -> torch.Tensor:
+    """conv(f), or conv(T f + b) per image through :func:`fold_affine`."""
+    if affine is None:
+        return conv(f)
+    weights, biases = fold_affine(conv.weight, conv.bias, *affine)
+    pairs = zip(f.split(1), weights, biases, strict=True)
+    return torch.cat([F.conv2d(fi, w, bias, padding=conv.padding) for fi, w, bias in pairs])

@@ -39,7 +39,7 @@ class ReconStage(nn.Module):
         if self.embed is not None:  # VGG's raw activations are ~100s: aim at unit RMS instead
             teacher = feats[ENCODER_LAYER].float()
             teacher = teacher / teacher.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
-            terms["distill"] = relative_error(self.embed(interior(f, hw)), teacher)
+            terms["distill"] = relative_error(self.embed(interior(f[0], hw)), teacher)
             terms["total"] = terms["total"] + terms["distill"]
         return terms
 

@@ -52,13 +52,16 @@ class TargetCache:
 
         def compute(x: torch.Tensor) -> dict[str, torch.Tensor]:
             stats = self.objective.style_targets(self.objective.vgg(x, layers))
-            code = self.model.style_code(x)
-            out = {"code.mean": code.mean, "code.colour": code.colour}
+            out = self.model.style_code(x).tensors("code")
             for k, st in stats.items():
                 out |= {f"{k}.mean": st.mean, f"{k}.std": st.std, f"{k}.gram": st.gram}
             return out
 
         rows = self._get("style", names, images, compute)
-        at = lambda key: torch.stack([r[key] for r in rows]).to(images.device)
-        stats = {k: StyleStats(at(f"{k}.mean"), at(f"{k}.std"), at(f"{k}.gram")) for k in layers}
-        return stats, StyleCode(at("code.mean"), at("code.colour"))
+        stacked = {k: torch.stack([r[k] for r in rows]).to(images.device) for k in rows[0]}
+        stats = {k: StyleStats(*(stacked[f"{k}.{v}"] for v in ("mean", "std", "gram")))
+                 for k in layers}  # fmt: skip
+        code = StyleCode.from_tensors(stacked, "code")
+        if code is None or len(code.skips) != len(self.model.encoder.strides) - 1:
+            raise ValueError(f"{self.root}: cached style codes of another architecture")
+        return stats, code

@@ -27,10 +27,10 @@ def pad_image(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     return nn.functional.pad(x, (PAD, right, PAD, bottom), mode=mode), (h, w)
 
 
-def interior(f: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """The features of the picture itself, without those of the padding."""
-    p = PAD // 4
-    return f[..., p : p + math.ceil(hw[0] / 4), p : p + math.ceil(hw[1] / 4)]
+def interior(f: torch.Tensor, hw: tuple[int, int], stride: int = 4) -> torch.Tensor:
+    """The features (at ``stride``) of the picture itself, without those of the padding."""
+    p = PAD // stride
+    return f[..., p : p + math.ceil(hw[0] / stride), p : p + math.ceil(hw[1] / stride)]
 
 
 def auto_tile(x: torch.Tensor) -> int | None:
@@ -41,10 +41,15 @@ def auto_tile(x: torch.Tensor) -> int | None:
 Slices = tuple[slice, slice]
 
 
+def at_stride(px: Slices, stride: int) -> Slices:
+    """Pixel slices (starting at multiples of 4) → the slices of features at ``stride``."""
+    return tuple(slice(s.start // stride, math.ceil(s.stop / stride)) for s in px)  # type: ignore
+
+
 def tiles(padded: torch.Tensor, hw: tuple[int, int], tile: int
-          ) -> Iterator[tuple[torch.Tensor, Slices, tuple[slice, slice, Slices]]]:  # fmt: skip
-    """Tiles of a padded image: (region with halo, its core's feature slices, where the core's
-    pixels go in the output and where they are in the region's output)."""
+          ) -> Iterator[tuple[torch.Tensor, tuple[slice, slice, Slices]]]:  # fmt: skip
+    """Tiles of a padded image: (region with halo, (where the core's pixels go in the output,
+    where they are in the region: :func:`at_stride` gives its features there))."""
     tile = max(4, tile - tile % 4)
     for y0 in range(0, hw[0], tile):
         for x0 in range(0, hw[1], tile):
@@ -52,10 +57,5 @@ def tiles(padded: torch.Tensor, hw: tuple[int, int], tile: int
             ry, rx = max(0, PAD + y0 - HALO), max(0, PAD + x0 - HALO)
             ry1 = min(padded.shape[-2], PAD + y1 + HALO + (-(PAD + y1 + HALO)) % 4)
             rx1 = min(padded.shape[-1], PAD + x1 + HALO + (-(PAD + x1 + HALO)) % 4)
-            fy, fx = (PAD + y0 - ry) // 4, (PAD + x0 - rx) // 4
-            core = (
-                slice(fy, fy + math.ceil((y1 - y0) / 4)),
-                slice(fx, fx + math.ceil((x1 - x0) / 4)),
-            )
             at = (slice(PAD + y0 - ry, PAD + y1 - ry), slice(PAD + x0 - rx, PAD + x1 - rx))
-            yield padded[..., ry:ry1, rx:rx1], core, (slice(y0, y1), slice(x0, x1), at)
+            yield padded[..., ry:ry1, rx:rx1], (slice(y0, y1), slice(x0, x1), at)

@@ -82,7 +82,7 @@ def train(cfg: TrainConfig) -> Path:
     styles = list_images(cfg.style_dir, held_s)
 
     vgg = VGG19(max_layer=max(cfg.loss.deepest, ENCODER_LAYER, key=LAYERS.index))
-    model = StyleNet.build(cfg.encoder, cfg.transform, cfg.seed, vgg=vgg)
+    model = StyleNet.build(cfg.encoder, cfg.transform, cfg.seed, vgg=vgg, skips=cfg.skips)
     stages = {"recon": ReconStage(model, vgg), "style": StyleStage(model, Objective(cfg.loss, vgg))}
     for s in stages.values():
         engine.module(s)
@@ -198,12 +198,15 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, float]:
-    """Load ``cfg.init``'s weights into ``model``; its steps and wall time, to continue them."""
+    """Load ``cfg.init``'s weights into ``model``; its steps and wall time, to continue them.
+
+    A model without skips may start one with skips (they start at zero), not the reverse."""
     src = StyleNet.load(cfg.init, vgg=vgg)
-    if (src.kind, src.transform) != (cfg.encoder, cfg.transform):
-        want = f"{cfg.encoder}/{cfg.transform}"
-        raise ValueError(f"--init {cfg.init}: a {src.kind}/{src.transform} model, but this run "
-                         f"trains {want} (set --encoder, --transform)")  # fmt: skip
+    if (src.kind, src.transform) != (cfg.encoder, cfg.transform) or src.skips > cfg.skips:
+        have = f"{src.kind}/{src.transform}{'/skips' * src.skips}"
+        want = f"{cfg.encoder}/{cfg.transform}{'/skips' * cfg.skips}"
+        raise ValueError(f"--init {cfg.init}: a {have} model, but this run trains {want} "
+                         "(set --encoder, --transform, --skips)")  # fmt: skip
     model.load_state_dict(src.trained_state(), strict=False)
     done = src.config.get("trained", {})
     return int(done.get("steps", 0)), float(done.get("wall_time_s", 0.0))

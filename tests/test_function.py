@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from styler.function import FeatureStats, affine_map, style_code
+from styler.function import FeatureStats, StyleCode, affine_map, style_code
 
 
 def features(seed: int, c: int = 8, hw: int = 24) -> torch.Tensor:
@@ -15,7 +15,7 @@ def features(seed: int, c: int = 8, hw: int = 24) -> torch.Tensor:
 
 
 def transfer(content: torch.Tensor, style: torch.Tensor, kind: str, alpha: float = 1.0):
-    code = style_code(FeatureStats.of(style), kind)
+    code = style_code([FeatureStats.of(style)], kind)
     t, b = affine_map(FeatureStats.of(content), [code], [1.0], kind, alpha)
     return torch.einsum("bij,bjhw->bihw", t, content) + b[:, :, None, None]
 
@@ -53,4 +53,25 @@ def test_statistics_of_parts_add_up_to_those_of_the_whole():
 
 def test_unknown_transform_is_rejected():
     with pytest.raises(ValueError, match="transform"):
-        style_code(FeatureStats.of(features(1)), "gatys")
+        style_code([FeatureStats.of(features(1))], "gatys")
+
+
+def test_diagonal_statistics_are_the_diagonal_of_the_full_ones_and_add_up_too():
+    f = features(6)
+    full = FeatureStats.of(f)
+    diag = FeatureStats.of(f[..., :10], diagonal=True) + FeatureStats.of(f[..., 10:], diagonal=True)
+    assert diag.outer.shape == full.total.shape  # (B, C): no C × C products
+    torch.testing.assert_close(diag.mean, full.mean)
+    torch.testing.assert_close(diag.cov, torch.diag_embed(full.cov.diagonal(dim1=1, dim2=2)),
+                               atol=1e-3, rtol=1e-4)  # fmt: skip
+
+
+def test_a_style_code_with_skips_survives_its_tensors():
+    levels = [FeatureStats.of(features(7)), FeatureStats.of(features(8, c=4), diagonal=True)]
+    code = style_code(levels, "wct")
+    assert len(code.skips) == 1 and code.skips[0].colour.shape == (1, 4, 4)
+    back = StyleCode.from_tensors(code.tensors("x"), "x")
+    assert back is not None and len(back.skips) == 1
+    torch.testing.assert_close(back.skips[0].colour, code.skips[0].colour)
+    torch.testing.assert_close(back.colour, code.colour)
+    assert StyleCode.from_tensors(code.tensors("x"), "y") is None

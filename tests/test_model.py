@@ -10,9 +10,8 @@ import torch
 from core_helpers import pattern_tensor, shared_vgg, tame_net
 from safetensors.torch import load_file, save_file
 
-from styler.function import FeatureStats, affine_map, keep_colors, normalize_weights
+from styler.function import affine_maps, keep_colors, normalize_weights
 from styler.model import FORMAT, FORMAT_VERSION, ModelError, StyleNet
-from styler.tiles import interior
 from styler.vgg import weights_id
 
 _RGB2YUV = torch.tensor(
@@ -25,9 +24,10 @@ def chroma(x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,bjhw->bihw", _RGB2YUV, x)[:, 1:]
 
 
-@pytest.fixture(scope="module", params=["lite", "vgg"])
+@pytest.fixture(scope="module", params=["lite", "vgg", "vgg-skips"])
 def net(request) -> StyleNet:
-    return tame_net(seed=0, encoder=request.param)
+    encoder, _, skips = request.param.partition("-")
+    return tame_net(seed=0, encoder=encoder, skips=bool(skips))
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +97,13 @@ def test_the_affine_map_folded_into_the_decoder_equals_applying_it_first(net, im
     content = torch.cat([imgs["content"], pattern_tensor(32, 32, 3)])
     f, hw = net.encode(content)
     codes = [net.style_code(imgs["style"]), net.style_code(imgs["style2"])]
-    maps = [affine_map(FeatureStats.of(interior(f[i : i + 1], hw)), [c], [1.0], net.transform)
-            for i, c in enumerate(codes)]  # fmt: skip
-    t, b = (torch.cat(parts) for parts in zip(*maps, strict=True))
-    applied = torch.einsum("bij,bjhw->bihw", t, f) + b[:, :, None, None]
+    per_image = [net.encode_content(content[i : i + 1]).stats for i in range(2)]
+    maps = [affine_maps(s, [c], [1.0], net.transform) for s, c in zip(per_image, codes)]
+    levels = [[torch.cat(parts) for parts in zip(*level)] for level in zip(*maps)]
+    applied = [torch.einsum("bij,bjhw->bihw", t, fi) + b[:, :, None, None]
+               for fi, (t, b) in zip(f, levels, strict=True)]  # fmt: skip
     want = net.decode(applied, hw)
-    torch.testing.assert_close(net.decode(f, hw, (t, b)), want, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(net.decode(f, hw, levels), want, atol=1e-4, rtol=1e-4)
     assert (want[0] - want[1]).abs().max() > 1e-3  # the two maps differ
 
 
@@ -137,9 +138,10 @@ def test_preserve_color_keeps_the_contents_chroma(net, imgs):
 def test_save_writes_fp16_weights_and_a_config_that_names_the_architecture(net, saved):
     config = json.loads(saved.with_suffix(".json").read_text())
     assert config["format"] == FORMAT and config["format_version"] == FORMAT_VERSION
-    assert config["architecture"] == {"encoder": net.kind, "transform": "wct"}
+    assert config["architecture"] == {"encoder": net.kind, "transform": "wct", "skips": net.skips}
     assert config["note"] == "test"
     tensors = load_file(str(saved))
+    assert any(k.startswith("decoder.skips.") for k in tensors) == net.skips
     assert all(t.dtype == torch.float16 for t in tensors.values())
     has_encoder = any(k.startswith("encoder.") for k in tensors)
     assert has_encoder == (net.kind == "lite")  # VGG19 is never copied into a model file

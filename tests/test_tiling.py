@@ -14,10 +14,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
-@pytest.mark.parametrize("encoder", ["lite", "vgg"])
+@pytest.mark.parametrize(("encoder", "skips"), [("lite", False), ("vgg", False), ("vgg", True)])
 @torch.no_grad()
-def test_tiled_and_untiled_outputs_agree(encoder):
-    net = tame_net(encoder=encoder)
+def test_tiled_and_untiled_outputs_agree(encoder, skips):
+    net = tame_net(encoder=encoder, skips=skips)
     content, style = pattern_tensor(203, 150, 3), pattern_tensor(64, 64, 4)
     whole = net(content, [style])
     calls = []
@@ -39,9 +39,12 @@ def test_no_seam_on_tile_borders():
 
 
 @torch.no_grad()
-def test_style_statistics_gathered_in_tiles_equal_the_whole_images():
-    net = tame_net(encoder="lite")
+@pytest.mark.parametrize("skips", [False, True])
+def test_style_statistics_gathered_in_tiles_equal_the_whole_images(skips):
+    net = tame_net(encoder="vgg" if skips else "lite", skips=skips)
     style = pattern_tensor(150, 130, 7)
     whole, tiled = net.style_code(style), net.style_code(style, tile=48)
-    torch.testing.assert_close(tiled.mean, whole.mean, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(tiled.colour, whole.colour, atol=1e-3, rtol=1e-3)
+    assert len(tiled.skips) == len(whole.skips) == 2 * skips
+    for t, w in zip((tiled, *tiled.skips), (whole, *whole.skips), strict=True):
+        torch.testing.assert_close(t.mean, w.mean, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(t.colour, w.colour, atol=1e-3, rtol=1e-3)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from core_helpers import pattern, pattern_tensor, shared_vgg
+from core_helpers import pattern, pattern_tensor, shared_vgg, tame_net
 
 from styler.config import LossConfig, TrainConfig
 from styler.curves import read_rows
@@ -150,6 +150,23 @@ def test_init_continues_an_exported_model_in_a_new_run_folder(tmp_path, capsys):
         train(run_config(tmp_path, out=str(tmp_path / "other"), transform="adain", init=str(first)))
 
 
+def test_init_gives_a_model_without_skips_skips_that_start_at_zero(tmp_path):
+    """The same output at the start, so training continues from where that model was."""
+    plain = tame_net(encoder="vgg")
+    plain.save(tmp_path / "plain.safetensors")
+    cfg = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "plain"))
+    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True)
+    start_from(model, cfg, shared_vgg("relu3_1"))
+    assert all(not conv.weight.any() for conv in model.decoder.skips)
+    c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(c, [s]), plain(c, [s]), atol=2e-3, rtol=0)
+    model.save(tmp_path / "skips.safetensors")
+    back = run_config(tmp_path, encoder="vgg", init=str(tmp_path / "skips"))
+    with pytest.raises(ValueError, match="a vgg/wct/skips model, but this run trains vgg/wct "):
+        start_from(StyleNet.build("vgg", vgg=shared_vgg("relu3_1")), back, shared_vgg("relu3_1"))
+
+
 def test_the_style_stage_leaves_the_encoder_as_stage_one_left_it(tmp_path):
     train(run_config(tmp_path, steps=2))
     before = StyleNet.load(tmp_path / "run" / "model").encoder.state_dict()
@@ -221,8 +238,9 @@ def test_fixed_crops_are_the_same_every_time_a_file_comes_round(tmp_path):
     assert len(seen) == 2
 
 
-def test_cached_targets_give_the_same_loss_and_are_read_back(tmp_path):
-    model = StyleNet.build("lite", seed=0)
+@pytest.mark.parametrize("skips", [False, True])
+def test_cached_targets_give_the_same_loss_and_are_read_back(tmp_path, skips):
+    model = tame_net(encoder="vgg", skips=True) if skips else StyleNet.build("lite", seed=0)
     objective = Objective(FAST, shared_vgg("relu4_1"))
     cache = TargetCache(tmp_path / "targets", objective, model)
     content = torch.cat([pattern_tensor(32, 32, 1), pattern_tensor(32, 32, 3)])
