@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -199,6 +199,21 @@ def test_gallery_stroke_size_and_alpha_rerender(browser, server, inputs):
     page.close()
 
 
+def answer_confirm(page: Page, accept: bool) -> list[str]:
+    """Answer the page's next confirm(): the list gets its message."""
+    asked: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        if accept:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    page.once("dialog", answer)
+    return asked
+
+
 def test_an_uploaded_style_can_be_removed_from_the_gallery_a_preset_cannot(browser, server, inputs):
     page = open_page(browser, server, LAPTOP)
     presets, uploads = (
@@ -215,14 +230,46 @@ def test_an_uploaded_style_can_be_removed_from_the_gallery_a_preset_cannot(brows
     expect(page.locator("#remove-style-btn")).to_be_hidden()  # presets are read-only
 
     page.locator(f'.swatch[data-id="{chosen}"]').click()
-    page.once("dialog", lambda dialog: dialog.accept())  # "Remove … from the gallery?"
+    deletes: list[str] = []
+    page.on("request", lambda request: request.method == "DELETE" and deletes.append(request.url))
+    asked = answer_confirm(page, accept=False)
+    page.click("#remove-style-btn")  # second thoughts: nothing is deleted
+    assert asked == ['Remove "painting.jpg" from the gallery?'] and deletes == []
+    expect(uploads).to_have_count(before + 1)
+
+    asked = answer_confirm(page, accept=True)
     with page.expect_response(f"**/v1/styles/{chosen}") as answer:
         page.click("#remove-style-btn")
-    assert answer.value.request.method == "DELETE" and answer.value.ok
+    assert asked and answer.value.request.method == "DELETE" and answer.value.ok
     expect(uploads).to_have_count(before)
     expect(page.locator(f'.swatch[data-id="{chosen}"]')).to_have_count(0)
     expect(page.locator("#style-name")).to_have_text("pick a painting, or upload one")
     expect(page.locator("#stylize-btn")).to_be_disabled()
     styles = page.evaluate("fetch('/v1/styles').then(r => r.json())")["styles"]
     assert chosen not in {s["id"] for s in styles}
+    page.close()
+
+
+def test_removing_a_style_already_gone_shows_why_and_drops_it(browser, server, inputs):
+    page = open_page(browser, server, LAPTOP)
+    uploads = page.locator(".swatch:not([data-preset])")
+    expect(page.locator(".swatch[data-preset]")).to_have_count(10)  # the gallery is loaded
+    before = uploads.count()
+    page.set_input_files("#style-input", inputs["style"])
+    expect(uploads).to_have_count(before + 1)
+    expect(page.locator("#remove-style-btn")).to_be_visible()
+    chosen = page.locator(".swatch[aria-pressed=true]").get_attribute("data-id")
+    gone = "id => fetch(`/v1/styles/${id}`, { method: 'DELETE' }).then(r => r.status)"
+    assert page.evaluate(gone, chosen) == 200  # e.g. from another tab
+
+    answer_confirm(page, accept=True)
+    with page.expect_response(f"**/v1/styles/{chosen}") as answer:
+        page.click("#remove-style-btn")
+    assert answer.value.status == 404
+    expect(page.locator("#message")).to_be_visible()
+    expect(page.locator("#message")).to_have_class("message error")
+    expect(page.locator("#message")).to_contain_text("no such style")
+    expect(uploads).to_have_count(before)
+    expect(page.locator("#remove-style-btn")).to_be_hidden()
+    expect(page.locator("#style-name")).to_have_text("pick a painting, or upload one")
     page.close()

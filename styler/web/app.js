@@ -144,6 +144,7 @@ function chooseStyle(id, render = true) {
 }
 
 // Only uploads can be removed (presets are read-only); a job already given it keeps its copy.
+// One already gone (removed in another tab, or expired) leaves the page too, with the message.
 async function removeStyle() {
   const id = state.styleId;
   if (!id || !confirm(`Remove "${$("style-name").textContent}" from the gallery?`)) return;
@@ -151,7 +152,7 @@ async function removeStyle() {
   if (!response) return;
   if (!response.ok) {
     showMessage(await errorText(response));
-    return;
+    if (response.status !== 404) return;
   }
   state.styleId = null;
   $("style-preview").hidden = true;
