@@ -28,7 +28,7 @@ from .commands import (
     cmd_styles,
     cmd_train,
 )
-from .config import TrainConfig
+from .config import DEFAULT_FORMAT, TrainConfig
 from .options import add_options
 from .params import REFINE_ITERS, EvalConfig, FastRequest, Inputs, SolveRequest
 
@@ -82,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format",
         choices=("png", "jpg", "webp"),
-        default="png",
-        help="output type with --out-dir (default png, which keeps transparency)",
+        default=DEFAULT_FORMAT,
+        help=f"output type with --out-dir (default {DEFAULT_FORMAT}, which keeps transparency)",
     )
     _add_runtime(p)
     add_options(p, FastRequest)

@@ -31,6 +31,7 @@ STYLE_KINDS = ("moments", "gram")
 ENCODERS = ("lite", "vgg")
 TRANSFORMS = ("wct", "adain")
 PRECISIONS = ("auto", "bf16", "fp32")
+DEFAULT_FORMAT = "png"  # output type when none is asked for (PNG keeps transparency)
 
 
 def _help(text: str, choices: tuple[str, ...] | None = None, **kw) -> dict:

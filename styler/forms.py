@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, File, Form, Request, UploadFile
 
+from .config import DEFAULT_FORMAT
 from .function import normalize_weights
 from .http import ApiError, bad_parameter
 from .memo import StyleSource
@@ -120,7 +121,7 @@ async def _uploads(
             description="output format: png, jpeg or webp (PNG and WebP "
             "keep the content's transparency)"
         ),
-    ] = "png",
+    ] = DEFAULT_FORMAT,
 ) -> Uploads:
     if format.lower() not in OUTPUT_FORMATS:
         message = f"output format {format!r} is not supported (use png, jpeg or webp)"

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .config import DEFAULT_FORMAT
 from .files import atomic_write
 
 # The one pixel cap of styler (CLI, API, training data, style gallery): an image with more pixels
@@ -249,7 +250,7 @@ def decode(
     return Decoded(to_tensor(fitted), a, rgb.size, capped)
 
 
-def format_for(path: str | Path, default: str = "png") -> str:
+def format_for(path: str | Path, default: str = DEFAULT_FORMAT) -> str:
     """The Pillow format for an output path's suffix, or an :class:`ImageError` naming it."""
     suffix = Path(path).suffix.lower().lstrip(".") or default
     if suffix not in FORMATS:
