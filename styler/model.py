@@ -16,7 +16,6 @@ sees a zero border inside the picture (a frame line otherwise). A model is two f
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from .function import (
     style_code,
 )
 from .net import ENCODER_LAYER, Affine, Decoder, Features, LiteEncoder, VGGEncoder
-from .tiles import PAD, at_stride, auto_tile, interior, pad_image, tiles
+from .tiles import PAD, Slices, auto_tile, features_at, pad_image, picture, tiles
 from .vgg import VGG19, WEIGHTS, weights_id
 
 FORMAT = "styler-wct"
@@ -100,7 +99,7 @@ class StyleNet(nn.Module):
         return cls(enc, Decoder(enc.channels, skips), transform)
 
     def encode(self, x: torch.Tensor) -> tuple[Features, tuple[int, int]]:
-        """E of the padded image, and the image's size (for :func:`interior` and the crop)."""
+        """E of the padded image, and the image's size (for :func:`picture` and the crop)."""
         padded, hw = pad_image(x)
         return self.encoder(padded), hw
 
@@ -115,14 +114,14 @@ class StyleNet(nn.Module):
 
     def encode_content(self, content: torch.Tensor) -> Encoded:
         f, hw = self.encode(content)
-        return Encoded(f, hw, self._interior_stats(f, lambda fi, stride: interior(fi, hw, stride)))
+        return Encoded(f, hw, self._stats_of(f, picture(hw)))
 
-    def _interior_stats(self, f: Features, pick: Callable[[torch.Tensor, int], torch.Tensor]
-                        ) -> list[FeatureStats]:  # fmt: skip
-        """Statistics per level of the picture's features (``pick(features, stride)`` crops
-        them): full at E's layer (WCT needs the covariance), diagonal at the skips (AdaIN)."""
+    def _stats_of(self, f: Features, px: Slices) -> list[FeatureStats]:
+        """Statistics per level of the features of the pixels ``px``: full at E's layer (WCT
+        needs the covariance), diagonal at the skips (AdaIN needs no more)."""
         levels = enumerate(zip(f, self.encoder.strides, strict=True))
-        return [FeatureStats.of(pick(fi, stride), diagonal=i > 0) for i, (fi, stride) in levels]
+        return [FeatureStats.of(features_at(fi, px, stride), diagonal=i > 0)
+                for i, (fi, stride) in levels]  # fmt: skip
 
     def _stats(self, x: torch.Tensor, tile: int | None) -> list[FeatureStats]:
         """E's statistics over the whole image, gathered tile by tile when it is large."""
@@ -130,10 +129,8 @@ class StyleNet(nn.Module):
         if not tile:
             return self.encode_content(x).stats
         padded, _ = pad_image(x)
-        parts = []
-        for region, (_, _, at) in tiles(padded, x.shape[-2:], tile):
-            core = functools.partial(_core, at=at)
-            parts.append(self._interior_stats(self.encoder(region), core))
+        parts = [self._stats_of(self.encoder(region), at)
+                 for region, (_, _, at) in tiles(padded, x.shape[-2:], tile)]  # fmt: skip
         return [sum(level[1:], level[0]) for level in zip(*parts)]
 
     def stylize(self, content: torch.Tensor, codes: list[StyleCode],
@@ -215,7 +212,7 @@ class StyleNet(nn.Module):
         arch = config.get("architecture")
         if not isinstance(arch, dict) or arch.get("encoder") not in ENCODERS \
                 or arch.get("transform") not in TRANSFORMS \
-                or arch.get("skips", False) not in (True, False) \
+                or not isinstance(arch.get("skips", False), bool) \
                 or (arch.get("skips") and arch["encoder"] != "vgg"):  # fmt: skip
             raise ModelError(f"{path}: unknown architecture {arch!r}")
         if arch["encoder"] == "vgg":
@@ -240,11 +237,6 @@ class StyleNet(nn.Module):
             ) from None
         model.config, model.identity = config, hashlib.sha256(data).hexdigest()[:16]
         return model.to(device).eval()
-
-
-def _core(f: torch.Tensor, stride: int, at: tuple[slice, slice]) -> torch.Tensor:
-    """The features (at ``stride``) of a tile's core, ``at`` its pixels in the region."""
-    return f[(..., *at_stride(at, stride))]
 
 
 def _read_config(cfg_path: Path) -> dict:

@@ -27,10 +27,23 @@ def pad_image(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     return nn.functional.pad(x, (PAD, right, PAD, bottom), mode=mode), (h, w)
 
 
-def interior(f: torch.Tensor, hw: tuple[int, int], stride: int = 4) -> torch.Tensor:
-    """The features (at ``stride``) of the picture itself, without those of the padding."""
-    p = PAD // stride
-    return f[..., p : p + math.ceil(hw[0] / stride), p : p + math.ceil(hw[1] / stride)]
+Slices = tuple[slice, slice]
+
+
+def picture(hw: tuple[int, int]) -> Slices:
+    """Where the picture's own pixels are in its padded image."""
+    return slice(PAD, PAD + hw[0]), slice(PAD, PAD + hw[1])
+
+
+def features_at(f: torch.Tensor, px: Slices, stride: int = 4) -> torch.Tensor:
+    """The features (at ``stride``) of the pixels ``px`` (slices starting at multiples of 4)."""
+    rows, cols = (slice(s.start // stride, math.ceil(s.stop / stride)) for s in px)
+    return f[..., rows, cols]
+
+
+def interior(f: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """The features of the picture itself, without those of the padding."""
+    return features_at(f, picture(hw))
 
 
 def auto_tile(x: torch.Tensor) -> int | None:
@@ -38,18 +51,10 @@ def auto_tile(x: torch.Tensor) -> int | None:
     return TILE if x.shape[-2] * x.shape[-1] > TILE_PIXELS else None
 
 
-Slices = tuple[slice, slice]
-
-
-def at_stride(px: Slices, stride: int) -> Slices:
-    """Pixel slices (starting at multiples of 4) → the slices of features at ``stride``."""
-    return tuple(slice(s.start // stride, math.ceil(s.stop / stride)) for s in px)  # type: ignore
-
-
 def tiles(padded: torch.Tensor, hw: tuple[int, int], tile: int
           ) -> Iterator[tuple[torch.Tensor, tuple[slice, slice, Slices]]]:  # fmt: skip
     """Tiles of a padded image: (region with halo, (where the core's pixels go in the output,
-    where they are in the region: :func:`at_stride` gives its features there))."""
+    where they are in the region: :func:`features_at` gives its features there))."""
     tile = max(4, tile - tile % 4)
     for y0 in range(0, hw[0], tile):
         for x0 in range(0, hw[1], tile):
