@@ -8,8 +8,8 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch.nn import functional as F
 from torch.utils.data import IterableDataset, get_worker_info
-from torchvision.transforms import v2
 
 from .images import ImageError, load, to_tensor
 
@@ -40,16 +40,14 @@ class PairStream(IterableDataset):
     def __init__(self, contents: list[Path], styles: list[Path], size: int, resize: int,
                  seed: int = 0, fixed: bool = False) -> None:  # fmt: skip
         self.contents, self.styles, self.seed = contents, styles, seed
-        self.size, self.fixed = size, fixed
-        self.resize = v2.Resize(resize, antialias=True)
+        self.size, self.resize, self.fixed = size, resize, fixed
 
     def crop(self, x: torch.Tensor, name: str, rng: random.Random) -> torch.Tensor:
         """A random crop and flip, or with ``fixed`` always the same one for a file (so targets
         computed for it can be cached)."""
-        x = self.resize(x)
+        x = resize_shorter(x, self.resize)
         rng = random.Random(name) if self.fixed else rng
-        top, left = (rng.randint(0, d - self.size) for d in x.shape[-2:])
-        x = x[..., top : top + self.size, left : left + self.size]
+        x = square_crop(x, self.size, rng)
         return x.flip(-1) if rng.random() < 0.5 else x
 
     def _images(self, files: list[Path], rng: random.Random):
@@ -72,17 +70,33 @@ class PairStream(IterableDataset):
             yield c, s, c_name, s_name
 
 
+def resize_shorter(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(C, H, W) with the shorter side resized to ``size`` (bilinear, antialiased; the longer
+    side truncated), as torchvision's ``Resize(size)`` does: the cached targets depend on it."""
+    h, w = x.shape[-2:]
+    hw = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+    if hw == (h, w):
+        return x
+    return F.interpolate(x[None], size=hw, mode="bilinear", antialias=True)[0]
+
+
+def square_crop(x: torch.Tensor, size: int, rng: random.Random | None = None) -> torch.Tensor:
+    """A ``size``² crop: random with ``rng``, else the centre one (as torchvision rounds it)."""
+    top, left = (rng.randint(0, d - size) if rng else round((d - size) / 2) for d in x.shape[-2:])
+    return x[..., top : top + size, left : left + size]
+
+
 def fixed_pairs(content_dir: str, style_dir: str, split: str, n: int, size: int = 256
                 ) -> tuple[torch.Tensor, torch.Tensor] | None:  # fmt: skip
     """The first ``n`` held-out (content, style) pairs of ``split`` found in the folders,
     centre-cropped to ``size``: a fixed set on which training measures held-out L as it goes.
     None when the folders hold none of the split's files (another data set)."""
     names = json.loads(Path(split).read_text())
-    crop = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
     found = {key: [Path(folder) / f for f in sorted(names[key]) if (Path(folder) / f).is_file()]
              for key, folder in (("content", content_dir), ("style", style_dir))}  # fmt: skip
     k = min(n, len(found["content"]), len(found["style"]))
     if k == 0:
         return None
-    pick = lambda key: torch.stack([crop(to_tensor(load(f))[0]) for f in found[key][:k]])
+    crop = lambda f: square_crop(resize_shorter(to_tensor(load(f))[0], size), size)
+    pick = lambda key: torch.stack([crop(f) for f in found[key][:k]])
     return pick("content"), pick("style")

