@@ -33,6 +33,8 @@ MIN_STYLE_SIDE = 64  # the style's shorter side never goes below this, whatever 
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP"}
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 ALPHA_FORMATS = {"PNG", "WEBP"}  # output formats that keep transparency
+# zlib level 1: a 767×512 result is written in 35 ms instead of 177 (level 6), 14 % larger
+SAVE_OPTIONS = {"PNG": {"compress_level": 1}, "JPEG": {"quality": 92}, "WEBP": {"quality": 92}}
 _ALPHA_MODES = ("RGBA", "LA", "La", "RGBa", "PA")
 
 Size = tuple[int, int]  # (width, height), as PIL
@@ -273,7 +275,7 @@ def encode(im: Image.Image, fmt: str) -> bytes:
         white = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(white, im).convert("RGB")
     buf = io.BytesIO()
-    im.save(buf, format=fmt, **({"quality": 92} if fmt in ("JPEG", "WEBP") else {}))
+    im.save(buf, format=fmt, **SAVE_OPTIONS[fmt])
     return buf.getvalue()
 
 

@@ -3,6 +3,7 @@ ImageError naming the file; output and style sizes."""
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -466,3 +467,10 @@ def test_styles_resize_to_their_working_size_as_images_and_tensors():
     assert resize_to(pattern(80, 60), style_size((80, 60), (400, 200), 0.5)).size == (133, 100)
     x = torch.rand(1, 3, 60, 80)
     assert resize_to(x, style_size((80, 60), (200, 100), 2.0)).shape == (1, 3, 200, 267)
+
+
+def test_png_output_is_lossless_for_a_noisy_picture():
+    """The fast zlib level trades size, never pixels (a stylized picture is noise to zlib)."""
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    out = Image.open(io.BytesIO(images.encode(Image.fromarray(pixels), "PNG")))
+    assert np.array_equal(np.asarray(out), pixels)
