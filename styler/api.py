@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import gallery_api, http
-from .config import LossConfig
+from .config import DEFAULT_FORMAT, LossConfig
 from .forms import MAX_STYLES, OUTPUT_FORMATS, Images, Svc, about, multipart, typed
 from .http import ApiError, bad_parameter, busy
 from .images import MEDIA_TYPES
@@ -106,6 +106,7 @@ def info(svc: Svc) -> dict[str, Any]:
         "cache": {"max_mb": svc.settings.cache_mb, "styles": len(svc.stats.codes),
                   "contents": len(svc.stats.encodings)},
         "formats": list(OUTPUT_FORMATS),
+        "default_format": DEFAULT_FORMAT,
         "solver": {
             "optimizers": list(_field_choices("optimizer")), "inits": list(_field_choices("init")),
             "default_iters": min(_SOLVE.iters, svc.settings.max_iters),

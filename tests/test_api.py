@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from styler.config import DEFAULT_FORMAT
 from styler.jobs import JobStore
 from styler.params import SolveRequest
 from styler.service import _state
@@ -115,6 +116,7 @@ def test_health_ready_info_page_docs(api_client):
         assert info["limits"]["max_size"] == 512
         assert info["limits"]["max_upload_bytes"] == 20 * 2**20
         assert info["solver"]["default_iters"] == SolveRequest().iters
+        assert info["default_format"] == DEFAULT_FORMAT and DEFAULT_FORMAT in info["formats"]
         assert info["load"] == {"inferences": 0, "jobs_waiting": 0}
         page = c.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -13,12 +13,15 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
+from styler.config import DEFAULT_FORMAT
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 LAPTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
+DOWNLOAD = f"stylized.{DEFAULT_FORMAT}"  # the page asks for the server's default (/v1/info)
 expect.set_options(timeout=60_000)  # a busy CPU can make the solver slow
 
 
@@ -85,7 +88,7 @@ def test_stylize_refine_cancel_and_errors(browser, server, inputs):
     expect(page.locator("#stylize-btn")).to_be_disabled()
     choose(page, inputs["content"], inputs["style"])
     stylize(page)
-    expect(page.locator("#download-btn")).to_have_attribute("download", "stylized.png")
+    expect(page.locator("#download-btn")).to_have_attribute("download", DOWNLOAD)
     expect(page.locator("#message")).to_be_hidden()
     page.screenshot(path=ARTIFACTS / "1-stylized.png", full_page=True)
 
@@ -114,6 +117,21 @@ def test_stylize_refine_cancel_and_errors(browser, server, inputs):
     expect(page.locator("#message")).to_be_visible()
     expect(page.locator("#message")).to_contain_text("notes.txt': not an image")
     page.screenshot(path=ARTIFACTS / "3-error.png", full_page=True)
+    page.close()
+
+
+def test_the_format_picker_starts_at_the_servers_default(browser, server):
+    """The page takes its default format from /v1/info, not from its own HTML."""
+    page = browser.new_page(viewport=LAPTOP)
+
+    def webp_default(route) -> None:
+        info = route.fetch().json()
+        route.fulfill(json={**info, "default_format": "webp"})
+
+    page.route("**/v1/info", webp_default)
+    page.goto(server)
+    expect(page.locator("#status-badge")).to_have_text("ready")
+    expect(page.locator("#format")).to_have_value("webp")
     page.close()
 
 
@@ -174,7 +192,7 @@ def test_gallery_stroke_size_and_alpha_rerender(browser, server, inputs):
     assert form["content"] == "<file>" and form["size"] == "0"
     expect(presets.nth(2)).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#result-info")).to_contain_text("ms on the server")
-    expect(page.locator("#download-btn")).to_have_attribute("download", "stylized.png")
+    expect(page.locator("#download-btn")).to_have_attribute("download", DOWNLOAD)
     page.screenshot(path=ARTIFACTS / "5-gallery.png", full_page=True)
 
     # The stroke-size slider is there and goes into the request (style codes: a new size).

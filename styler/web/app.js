@@ -6,7 +6,7 @@
 const $ = (id) => document.getElementById(id);
 const state = {
   content: null, styleId: null, limits: {}, resultUrl: null, job: null, events: null,
-  rendering: false, again: false, timer: null,
+  rendering: false, again: false, timer: null, defaults: false,
 };
 const RERENDER_MS = 250; // a slider's re-render waits until it has rested this long
 
@@ -336,6 +336,8 @@ async function checkServer() {
   const badge = $("status-badge");
   try {
     const info = await (await fetch("/v1/info")).json();
+    if (!state.defaults) $("format").value = info.default_format; // once: then it is the user's
+    state.defaults = true;
     state.limits = info.limits;
     const iters = $("iters");
     iters.max = info.limits.max_iters;
