@@ -25,6 +25,7 @@ from styler import images, pipeline
 from styler.engine import Engine
 from styler.evaluate import first_reach, load_pairs
 from styler.params import FastRequest, SolveRequest
+from styler.report import sheet
 
 TERMS = ("total", "content", "style_moments", "style_gram")
 
@@ -173,7 +174,7 @@ def main() -> None:
     models = {n: pipeline.load_model(w, engine) for n, w in (m.split("=", 1) for m in a.model)}
     outputs = dict(o.split("=", 1) for o in a.outputs)
     objective = pipeline.objective_for(SolveRequest().loss, engine)
-    rows, sheet = [], []
+    rows, shown = [], []
     for content, style in load_pairs(a.data, None, a.skip + a.pairs)[a.skip :]:
         key = pair_key(content, style)
         req = FastRequest(size=a.size, precision=engine.precision)
@@ -196,7 +197,7 @@ def main() -> None:
             refine = a.refine if n in models else 0
             row["models"][n] = score(objective, engine, pair, x, ref, refine, a.refine_coarse)
         rows.append(row)
-        sheet.append(
+        shown.append(
             [pair.content, pair.styles[0], *outs.values(), *([ref["image_at"]] if ref else [])]
         )
         print(key, {n: round(e["total"], 3) for n, e in row["models"].items()}, flush=True)
@@ -213,7 +214,7 @@ def main() -> None:
     (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (a.out / "report.md").write_text(to_markdown(report))
     labels = ["content", "style", *summary] + [f"solver@{a.ratio_at}"] * bool(a.iters)
-    images.sheet([[images.to_pil(t) for t in r] for r in sheet], labels).save(a.out / "sheet.jpg")
+    sheet([[images.to_pil(t) for t in r] for r in shown], labels).save(a.out / "sheet.jpg")
     print(json.dumps(summary, indent=1))
 
 

@@ -116,8 +116,9 @@ def cmd_compare(a: argparse.Namespace) -> None:
     tiles = [pair.content, pair.styles[0], fast, slow.image]
     labels = ["content", "style", f"fast {fast_s * 1000:.0f} ms  L={fast_terms['total']:.3f}",
               f"slow {slow_s:.1f} s  L={slow.final['total']:.3f}"]  # fmt: skip
-    sheet = images.sheet([[images.to_pil(t) for t in tiles]], labels, height=a.sheet_height)
-    images.save(sheet, a.output)
+    from .report import sheet
+
+    images.save(sheet([[images.to_pil(t) for t in tiles]], labels, a.sheet_height), a.output)
     print(f"sheet: {a.output}")
 
 

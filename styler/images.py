@@ -283,27 +283,3 @@ def save(im: Image.Image, path: str | Path) -> None:
     """Write atomically (temp file + rename), so a failure never leaves half a file behind."""
     path = Path(path)
     atomic_write(path, encode(im, format_for(path)))
-
-
-def sheet(
-    rows: list[list[Image.Image]], labels: list[str] | None = None, height: int = 256
-) -> Image.Image:
-    """A contact sheet: each row of images scaled to ``height``, with optional column labels."""
-    from PIL import ImageDraw
-
-    scaled = [
-        [resize_to(im, (max(1, round(im.width * height / im.height)), height)) for im in row]
-        for row in rows
-    ]
-    pad, label_h = 4, 18 if labels else 0
-    width = max(sum(im.width + pad for im in row) + pad for row in scaled)
-    out = Image.new("RGB", (width, len(scaled) * (height + pad) + pad + label_h), "white")
-    draw = ImageDraw.Draw(out)
-    for r, row in enumerate(scaled):
-        x, y = pad, label_h + pad + r * (height + pad)
-        for c, im in enumerate(row):
-            out.paste(im, (x, y))
-            if labels and r == 0 and c < len(labels):
-                draw.text((x, 3), labels[c], fill="black")
-            x += im.width + pad
-    return out

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 from .evaluate import PairRun
-from .images import save, to_pil
+from .images import resize_to, save, to_pil
 
 THUMB = 192
 
@@ -130,17 +130,27 @@ def plot_curves(runs: list[PairRun], path: Path) -> None:
 
 
 def contact_sheet(runs: list[PairRun], labels: list[str], path: Path) -> None:
-    """One row per pair (content | style | fast | fast + R | slow @ max K), thumbnails padded to
-    THUMB px."""
-    header = 18
-    sheet = Image.new("RGB", (THUMB * len(labels), header + THUMB * len(runs)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for j, label in enumerate(labels):
-        draw.text((j * THUMB + 4, 3), label, fill="black")
-    for i, run in enumerate(runs):
-        for j, image in enumerate(run.images):
-            sheet.paste(
-                ImageOps.pad(to_pil(image), (THUMB, THUMB), color="white"),
-                (j * THUMB, header + i * THUMB),
-            )
-    save(sheet, path)
+    """One row per pair (content | style | fast | fast + R | slow @ max K), THUMB px high."""
+    save(sheet([[to_pil(im) for im in run.images] for run in runs], labels, THUMB), path)
+
+
+def sheet(
+    rows: list[list[Image.Image]], labels: list[str] | None = None, height: int = 256
+) -> Image.Image:
+    """A contact sheet: each row of images scaled to ``height``, with optional column labels."""
+    scaled = [
+        [resize_to(im, (max(1, round(im.width * height / im.height)), height)) for im in row]
+        for row in rows
+    ]
+    pad, label_h = 4, 18 if labels else 0
+    width = max(sum(im.width + pad for im in row) + pad for row in scaled)
+    out = Image.new("RGB", (width, len(scaled) * (height + pad) + pad + label_h), "white")
+    draw = ImageDraw.Draw(out)
+    for r, row in enumerate(scaled):
+        x, y = pad, label_h + pad + r * (height + pad)
+        for c, im in enumerate(row):
+            out.paste(im, (x, y))
+            if labels and r == 0 and c < len(labels):
+                draw.text((x, 3), labels[c], fill="black")
+            x += im.width + pad
+    return out
