@@ -58,11 +58,12 @@ class FeatureStats:
     @classmethod
     @exact
     def of(cls, f: torch.Tensor, diagonal: bool = False) -> FeatureStats:
-        if diagonal:  # band by band of rows, each in cache: 5× faster on a full-size map
+        if diagonal:  # band by band of rows, each in cache and in NCHW order (a channels_last
+            # band sums 2.5× slower): relu1_1 of a 512² picture 50 → 19 ms
             total = f.new_zeros(f.shape[:2], dtype=torch.float32)
             squares = total.clone()
             for band in f.split(max(1, CHUNK // (f.shape[1] * f.shape[3])), dim=2):
-                x = band.float()
+                x = band.to(torch.float32, memory_format=torch.contiguous_format)
                 total += x.sum((2, 3))
                 squares += (x * x).sum((2, 3))
             return cls(total, squares, f.shape[2] * f.shape[3])

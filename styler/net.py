@@ -114,4 +114,5 @@ def _affine_conv(conv: nn.Conv2d, f: torch.Tensor, affine: Affine | None) -> tor
         return conv(f)
     weights, biases = fold_affine(conv.weight, conv.bias, *affine)
     pairs = zip(f.split(1), weights, biases, strict=True)
-    return torch.cat([F.conv2d(fi, w, bias, padding=conv.padding) for fi, w, bias in pairs])
+    outs = [F.conv2d(fi, w, bias, padding=conv.padding) for fi, w, bias in pairs]
+    return torch.cat(outs) if len(outs) > 1 else outs[0]  # cat would copy a lone image
