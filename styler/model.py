@@ -262,8 +262,8 @@ def _matching_vgg(path: Path, config: dict, vgg: VGG19 | None) -> VGG19:
     if not isinstance(vgg_cfg, dict) or vgg_cfg.get("weights", "caffe") not in WEIGHTS:
         raise ModelError(f"{path}: 'vgg' must name VGG weights from {WEIGHTS}, not {vgg_cfg!r}")
     vgg = vgg or VGG19(vgg_cfg.get("weights", "caffe"), max_layer=ENCODER_LAYER)
-    if vgg_cfg.get("id") != weights_id():
-        have, want = weights_id(), vgg_cfg.get("id")
+    have, want = weights_id(), vgg_cfg.get("id")
+    if want != have:
         raise ModelError(f"{path}: trained against VGG weights {want!r}, but these are {have!r}")
     return vgg
 
