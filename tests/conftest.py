@@ -6,11 +6,14 @@ Everything runs on tiny images and an untrained (but valid) model written to a t
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -28,6 +31,9 @@ from styler.model import StyleNet
 from styler.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
+# engine.cpu_prefers_bf16 keeps its measurement in the user's cache folder: not the tests'
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="styler-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 
 def _pattern(w: int, h: int, seed: int) -> Image.Image:

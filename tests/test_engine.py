@@ -3,21 +3,58 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
+from styler import engine as engine_module
 from styler import gallery, images
-from styler.engine import Engine, cpu_has_native_bf16
+from styler.engine import Engine, cpu_has_native_bf16, cpu_prefers_bf16
 from styler.model import StyleNet
 
 
-def test_auto_picks_bf16_exactly_where_the_cpu_has_it_natively():
+def test_auto_picks_bf16_only_where_the_cpu_has_it_natively_and_it_measured_faster():
     engine = Engine.create("cpu", "auto")
-    assert engine.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert engine.precision == ("bf16" if cpu_prefers_bf16() else "fp32")
+    assert not cpu_prefers_bf16() or cpu_has_native_bf16()
     assert Engine.create("cpu", "fp32").precision == "fp32"
     assert Engine.create("cpu", "bf16").describe() == "cpu bf16"
+
+
+@pytest.fixture
+def fresh_verdicts(tmp_path, monkeypatch):
+    """A CPU with native bf16, an empty cache folder, and no verdict of this process yet."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(engine_module, "cpu_has_native_bf16", lambda: True)
+    cpu_prefers_bf16.cache_clear()
+    yield engine_module.verdicts_path()
+    cpu_prefers_bf16.cache_clear()
+
+
+@pytest.mark.parametrize(("speedup", "precision"), [(0.6, "fp32"), (1.1, "fp32"), (1.9, "bf16")])
+def test_auto_follows_the_measured_bf16_speedup_and_keeps_it(
+    fresh_verdicts, monkeypatch, speedup, precision
+):
+    monkeypatch.setattr(engine_module, "bf16_speedup", lambda: speedup)
+    assert Engine.create("cpu", "auto").precision == precision
+    assert list(json.loads(fresh_verdicts.read_text()).values()) == [speedup]
+    cpu_prefers_bf16.cache_clear()  # a new process: the kept verdict, no second measurement
+    monkeypatch.setattr(engine_module, "bf16_speedup", lambda: pytest.fail("measured again"))
+    assert Engine.create("cpu", "auto").precision == precision
+
+
+def test_a_damaged_verdicts_file_is_measured_again_and_rewritten(fresh_verdicts, monkeypatch):
+    fresh_verdicts.parent.mkdir(parents=True)
+    fresh_verdicts.write_text("{not json")
+    monkeypatch.setattr(engine_module, "bf16_speedup", lambda: 2.0)
+    assert Engine.create("cpu", "auto").precision == "bf16"
+    assert list(json.loads(fresh_verdicts.read_text()).values()) == [2.0]
+
+
+def test_the_measured_speedup_is_a_positive_ratio():
+    assert 0 < engine_module.bf16_speedup(repeats=1) < 100
 
 
 @pytest.mark.parametrize(("device", "precision"), [("cpu", "fp16"), ("tpu", "auto")])

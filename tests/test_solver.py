@@ -124,11 +124,13 @@ def test_a_resumed_solve_continues_from_its_step_and_image():
 @pytest.mark.skipif(
     not cpu_has_native_bf16(), reason="no native bf16: emulated, 60 solver steps take minutes"
 )
-def test_bf16_loss_network_reaches_the_fp32_loss_within_one_percent():
+def test_bf16_loss_network_ends_no_more_than_one_percent_above_the_fp32_loss():
     obj = Objective(FAST_LOSS, shared_vgg("relu4_1"))
     content = pattern_tensor(96, 96, seed=0)
     targets = obj.targets(content, [pattern_tensor(80, 80, seed=4)])
     fp32 = solve(obj, content, targets, iters=60).final["total"]
     bf16 = solve(obj, content, targets, iters=60, engine=Engine.create("cpu", "bf16"))
     rescored = obj(bf16.image, targets)["total"].item()  # scored in fp32, like with like
-    assert abs(rescored - fp32) <= 0.01 * fp32
+    # one-sided: the trajectories part after a few steps, and on an Emerald Rapids bf16 ended
+    # 1.7 % *below* fp32 (0.1864 against 0.1895); only a worse solve is a fault
+    assert rescored <= 1.01 * fp32
