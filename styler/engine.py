@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import PRECISIONS
 from .files import atomic_write
 
-PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 
 
