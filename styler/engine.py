@@ -73,7 +73,7 @@ def bf16_speedup(repeats: int = 5) -> float:
 
 def verdicts_path() -> Path:
     """Where the measured speedups are kept: ``$XDG_CACHE_HOME/styler`` (or ``~/.cache``)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    root = os.environ.get("XDG_CACHE_HOME") or Path(os.path.expanduser("~")) / ".cache"
     return Path(root) / "styler" / "precision.json"
 
 
