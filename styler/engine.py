@@ -3,8 +3,9 @@
 bf16 autocast + channels_last halves the convolutions' time on CUDA and on some CPUs that compute
 bf16 natively, but the CPU's flags alone mislead: with AVX512_BF16 and no AMX, f_θ at 512² ran
 1.9× faster in bf16 on a Zen 4 and VGG19→relu3_1 1.2× slower on an Emerald Rapids VM. So on a CPU
-``auto`` measures (:func:`bf16_speedup`, once per CPU and torch version, kept in the user's cache
-folder) and picks bf16 only where it is clearly faster; without native bf16 it is emulated: fp32.
+``auto`` measures (:func:`bf16_speedup`, once per CPU, torch version and thread count, kept in the
+user's cache folder) and picks bf16 only where it is clearly faster; without native bf16 (emulated)
+it picks fp32.
 On a CPU, fp32 networks run channels_last too: oneDNN's convolutions are ~1.8× faster in it
 (f_θ at 512², AVX2 Zen 3: 2.49 s → 1.41 s, outputs equal to 4e-6).
 Only the networks run under autocast: images being optimized, statistics and optimizer state stay
@@ -63,7 +64,8 @@ def bf16_speedup(repeats: int = 5) -> float:
             conv(x)
             return time.perf_counter() - start
 
-    seconds(True), seconds(False)  # warm-up: oneDNN builds each precision's kernels once
+    for bf16 in (True, False):  # warm-up: oneDNN builds each precision's kernels once
+        seconds(bf16)
     times: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(repeats):
         for bf16 in (True, False):
