@@ -31,6 +31,7 @@ STYLE_KINDS = ("moments", "gram")
 ENCODERS = ("lite", "vgg")
 TRANSFORMS = ("wct", "adain")
 PRECISIONS = ("auto", "bf16", "fp32")
+MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M parameters)
 PRECISION_HELP = "network precision; auto: bf16 where native and measured faster, else fp32"
 DEFAULT_FORMAT = "png"  # output type when none is asked for (PNG keeps transparency)
 
@@ -110,6 +111,10 @@ class TrainConfig:
         default=False,
         **_help("vgg only: the decoder also reads relu2_1 and relu1_1, AdaIN-mapped to the style"),
     )
+    blocks: int = field(
+        default=0,
+        **_help(f"residual blocks in the decoder at 1/4 resolution (0…{MAX_BLOCKS})"),
+    )
     recon_steps: int = field(
         default=800,
         **_help("stage 1: steps of reconstruction (+ distillation for the lite encoder)"),
@@ -157,6 +162,8 @@ class TrainConfig:
             raise ValueError("--skips needs --encoder vgg")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if not 0 <= self.blocks <= MAX_BLOCKS:
+            raise ValueError(f"blocks must be in 0…{MAX_BLOCKS}, not {self.blocks}")
         if not 0 <= self.recon_steps <= self.steps:
             raise ValueError("need 0 ≤ recon_steps ≤ steps")
         if min(self.batch, self.size, self.resize) < 1 or self.size > self.resize:
@@ -164,6 +171,7 @@ class TrainConfig:
 
     def public(self) -> dict:
         """The set-up stored in an exported model: no machine paths or bookkeeping."""
-        keep = ("encoder", "transform", "skips", "recon_steps", "batch", "size", "resize", "lr",
-                "style_lr", "lr_decay", "cache_targets", "precision", "seed")  # fmt: skip
+        keep = ("encoder", "transform", "skips", "blocks", "recon_steps", "batch", "size",
+                "resize", "lr", "style_lr", "lr_decay", "cache_targets", "precision",
+                "seed")  # fmt: skip
         return {k: v for k, v in asdict(self).items() if k in keep}

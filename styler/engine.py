@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import statistics
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from .config import PRECISIONS
-from .files import atomic_write
+from .files import atomic_write, cache_dir
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -74,9 +73,8 @@ def bf16_speedup(repeats: int = 5) -> float:
 
 
 def verdicts_path() -> Path:
-    """Where the measured speedups are kept: ``$XDG_CACHE_HOME/styler`` (or ``~/.cache``)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path(os.path.expanduser("~")) / ".cache"
-    return Path(root) / "styler" / "precision.json"
+    """Where the measured speedups are kept, in styler's cache folder."""
+    return cache_dir() / "precision.json"
 
 
 def _read_verdicts(path: Path) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Writing files so that a crash never leaves half of one: the one helper every writer uses."""
+"""Writing files so that a crash never leaves half of one (the one helper every writer uses), and
+styler's per-user cache folder."""
 
 from __future__ import annotations
 
@@ -16,3 +17,10 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def cache_dir() -> Path:
+    """styler's per-user folder (kept measurements, the daemon's socket and log):
+    ``$XDG_CACHE_HOME/styler``, or ``~/.cache/styler``."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path(os.path.expanduser("~")) / ".cache"
+    return Path(root) / "styler"

@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-from .config import ENCODERS, TRANSFORMS
+from .config import ENCODERS, MAX_BLOCKS, TRANSFORMS
 from .files import atomic_write
 from .function import (
     FeatureStats,
@@ -83,12 +83,18 @@ class StyleNet(nn.Module):
         return self.decoder.skips is not None
 
     @property
+    def blocks(self) -> int:
+        return len(self.decoder.blocks)
+
+    @property
     def architecture(self) -> dict:
-        return {"encoder": self.kind, "transform": self.transform, "skips": self.skips}
+        return {"encoder": self.kind, "transform": self.transform, "skips": self.skips,
+                "blocks": self.blocks}  # fmt: skip
 
     @classmethod
     def build(cls, encoder: str = "lite", transform: str = "wct", seed: int = 0,
-              vgg: VGG19 | None = None, skips: bool = False) -> StyleNet:  # fmt: skip
+              vgg: VGG19 | None = None, skips: bool = False, blocks: int = 0
+              ) -> StyleNet:  # fmt: skip
         """An untrained f_θ (training starts here; tests use it as a valid small model)."""
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, not {encoder!r}")
@@ -96,7 +102,9 @@ class StyleNet(nn.Module):
             raise ValueError("skips need the vgg encoder (its relu2_1 and relu1_1 features)")
         torch.manual_seed(seed)
         enc = VGGEncoder(vgg, skips) if encoder == "vgg" else LiteEncoder()
-        return cls(enc, Decoder(enc.channels, skips), transform)
+        if not 0 <= blocks <= MAX_BLOCKS:
+            raise ValueError(f"blocks must be in 0…{MAX_BLOCKS}, not {blocks}")
+        return cls(enc, Decoder(enc.channels, skips, blocks), transform)
 
     def encode(self, x: torch.Tensor) -> tuple[Features, tuple[int, int]]:
         """E of the padded image, and the image's size (for :func:`picture` and the crop)."""
@@ -213,7 +221,8 @@ class StyleNet(nn.Module):
         if not isinstance(arch, dict) or arch.get("encoder") not in ENCODERS \
                 or arch.get("transform") not in TRANSFORMS \
                 or not isinstance(arch.get("skips", False), bool) \
-                or (arch.get("skips") and arch["encoder"] != "vgg"):  # fmt: skip
+                or (arch.get("skips") and arch["encoder"] != "vgg") \
+                or arch.get("blocks", 0) not in range(MAX_BLOCKS + 1):  # fmt: skip
             raise ModelError(f"{path}: unknown architecture {arch!r}")
         if arch["encoder"] == "vgg":
             vgg = _matching_vgg(path, config, vgg)
@@ -222,9 +231,8 @@ class StyleNet(nn.Module):
             state = {k: v.float() for k, v in load(data).items()}
         except (SafetensorError, OSError, ValueError) as e:
             raise ModelError(f"{path}: corrupt or unreadable safetensors file ({e})") from None
-        model = cls.build(
-            arch["encoder"], arch["transform"], vgg=vgg, skips=arch.get("skips", False)
-        )
+        model = cls.build(arch["encoder"], arch["transform"], vgg=vgg,
+                          skips=arch.get("skips", False), blocks=arch.get("blocks", 0))  # fmt: skip
         try:
             model.load_state_dict(state, strict=False)
             missing = set(model.trained_state()) - set(state)

@@ -82,7 +82,8 @@ def train(cfg: TrainConfig) -> Path:
     styles = list_images(cfg.style_dir, held_s)
 
     vgg = VGG19(max_layer=max(cfg.loss.deepest, ENCODER_LAYER, key=LAYERS.index))
-    model = StyleNet.build(cfg.encoder, cfg.transform, cfg.seed, vgg=vgg, skips=cfg.skips)
+    model = StyleNet.build(cfg.encoder, cfg.transform, cfg.seed, vgg=vgg, skips=cfg.skips,
+                           blocks=cfg.blocks)  # fmt: skip
     stages = {"recon": ReconStage(model, vgg), "style": StyleStage(model, Objective(cfg.loss, vgg))}
     for s in stages.values():
         engine.module(s)
@@ -200,13 +201,15 @@ def train(cfg: TrainConfig) -> Path:
 def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, float]:
     """Load ``cfg.init``'s weights into ``model``; its steps and wall time, to continue them.
 
-    A model without skips may start one with skips (they start at zero), not the reverse."""
+    A model may start one with skips or more blocks (they start at zero), not the reverse."""
     src = StyleNet.load(cfg.init, vgg=vgg)
-    if (src.kind, src.transform) != (cfg.encoder, cfg.transform) or src.skips > cfg.skips:
-        have = f"{src.kind}/{src.transform}{'/skips' * src.skips}"
-        want = f"{cfg.encoder}/{cfg.transform}{'/skips' * cfg.skips}"
+    if (src.kind, src.transform) != (cfg.encoder, cfg.transform) or src.skips > cfg.skips \
+            or src.blocks > cfg.blocks:  # fmt: skip
+        name = lambda k, t, s, b: f"{k}/{t}{'/skips' * s}{f'/{b} blocks' * bool(b)}"
+        have = name(src.kind, src.transform, src.skips, src.blocks)
+        want = name(cfg.encoder, cfg.transform, cfg.skips, cfg.blocks)
         raise ValueError(f"--init {cfg.init}: a {have} model, but this run trains {want} "
-                         "(set --encoder, --transform, --skips)")  # fmt: skip
+                         "(set --encoder, --transform, --skips, --blocks)")  # fmt: skip
     model.load_state_dict(src.trained_state(), strict=False)
     done = src.config.get("trained", {})
     return int(done.get("steps", 0)), float(done.get("wall_time_s", 0.0))

@@ -138,7 +138,8 @@ def test_preserve_color_keeps_the_contents_chroma(net, imgs):
 def test_save_writes_fp16_weights_and_a_config_that_names_the_architecture(net, saved):
     config = json.loads(saved.with_suffix(".json").read_text())
     assert config["format"] == FORMAT and config["format_version"] == FORMAT_VERSION
-    assert config["architecture"] == {"encoder": net.kind, "transform": "wct", "skips": net.skips}
+    assert config["architecture"] == {"encoder": net.kind, "transform": "wct", "skips": net.skips,
+                                      "blocks": 0}  # fmt: skip
     assert config["note"] == "test"
     tensors = load_file(str(saved))
     assert any(k.startswith("decoder.skips.") for k in tensors) == net.skips
@@ -205,6 +206,11 @@ CORRUPTIONS = {  # case: (corrupt the saved model, the file the message names, w
         "unknown architecture",
     ),
     "wrong-shapes": (_wrong_shapes, ".safetensors", "do not fit"),
+    "too-many-blocks": (
+        lambda p: _edit_json(p, architecture={"encoder": "vgg", "transform": "wct", "blocks": 99}),
+        ".safetensors",
+        "unknown architecture",
+    ),
 }
 
 
@@ -245,3 +251,20 @@ def test_a_shipped_model_loads_by_name_from_any_folder(tmp_path, monkeypatch):
     assert StyleNet.load().kind == "vgg" and StyleNet.load().skips  # the default: styler-skips
     with pytest.raises(ModelError, match="not found"):
         StyleNet.load("styler-nonexistent")
+
+
+def test_a_model_with_blocks_keeps_them_through_its_file(tmp_path):
+    """The residual blocks are saved, read back with the architecture, and change the output."""
+    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, blocks=2).eval()
+    with torch.no_grad():
+        for block in model.decoder.blocks:
+            block.b.weight.normal_(0, 0.05)
+    model.save(tmp_path / "blocks.safetensors")
+    back = StyleNet.load(tmp_path / "blocks", vgg=shared_vgg("relu3_1"))
+    assert back.blocks == 2 and back.architecture["blocks"] == 2
+    c, s = pattern_tensor(32, 32, 1), pattern_tensor(32, 32, 2)
+    plain = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True).eval()
+    plain.load_state_dict(back.trained_state(), strict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(back(c, [s]), model(c, [s]), atol=2e-3, rtol=0)
+        assert (back(c, [s]) - plain(c, [s])).abs().max() > 1e-3

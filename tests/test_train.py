@@ -167,6 +167,22 @@ def test_init_gives_a_model_without_skips_skips_that_start_at_zero(tmp_path):
         start_from(StyleNet.build("vgg", vgg=shared_vgg("relu3_1")), back, shared_vgg("relu3_1"))
 
 
+def test_init_adds_blocks_that_start_as_the_identity_but_never_drops_them(tmp_path):
+    plain = tame_net(encoder="vgg", skips=True)
+    plain.save(tmp_path / "plain.safetensors")
+    cfg = run_config(tmp_path, encoder="vgg", skips=True, blocks=2, init=str(tmp_path / "plain"))
+    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, blocks=2)
+    start_from(model, cfg, shared_vgg("relu3_1"))
+    c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(c, [s]), plain(c, [s]), atol=2e-3, rtol=0)
+    model.save(tmp_path / "blocks.safetensors")
+    back = run_config(tmp_path, encoder="vgg", skips=True, blocks=1, init=str(tmp_path / "blocks"))
+    with pytest.raises(ValueError, match="a vgg/wct/skips/2 blocks model, but this run trains "):
+        start_from(StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, blocks=1), back,
+                   shared_vgg("relu3_1"))  # fmt: skip
+
+
 def test_the_style_stage_leaves_the_encoder_as_stage_one_left_it(tmp_path):
     train(run_config(tmp_path, steps=2))
     before = StyleNet.load(tmp_path / "run" / "model").encoder.state_dict()
