@@ -147,6 +147,30 @@ def cmd_bench(a: argparse.Namespace) -> None:
     bench(engine, a.weights, a.sizes, a.solver_sizes, a.repeats, tuple(a.megapixels), a.peers)
 
 
+def cmd_daemon(a: argparse.Namespace) -> int:
+    from . import daemon
+
+    if a.action == "run":
+        daemon.serve(a.idle_minutes)
+    elif a.action == "start":
+        info = daemon.start(a.idle_minutes)
+        print(f"styler daemon: running, pid {info.get('pid', '?')} ({daemon.socket_path()}); "
+              "`styler fast` uses it")  # fmt: skip
+    elif a.action == "stop":
+        print("styler daemon: stopped" if daemon.stop() else "styler daemon: none was running")
+    else:
+        info = daemon.status()
+        if info is None:
+            print("styler daemon: not running")
+            return 1
+        if info.get("busy"):
+            print("styler daemon: running, busy with a call")
+        else:
+            print(f"styler daemon: running, pid {info['pid']}, {info['calls']} calls served, "
+                  f"up {info['uptime_s']} s ({daemon.socket_path()})")  # fmt: skip
+    return 0
+
+
 def cmd_serve(a: argparse.Namespace) -> None:
     from .api import serve
 
