@@ -205,15 +205,15 @@ def main(argv: list[str] | None = None, forward: bool = True) -> int:
     """``styler ARGV``; ``fast`` goes to a running daemon unless ``forward`` is False (the
     daemon's own calls) or ``--no-daemon`` is given."""
     args = build_parser().parse_args(argv)
-    if forward and args.command == "fast" and args.daemon:
-        code = daemon.forward(sys.argv[1:] if argv is None else list(argv))
-        if code is not None:
-            return code
 
     def warn(message: Warning | str, *_: Any, **__: Any) -> None:
         print(f"styler {args.command}: warning: {message}", file=sys.stderr)
 
     try:
+        if forward and args.command == "fast" and args.daemon:
+            code = daemon.forward(sys.argv[1:] if argv is None else list(argv))
+            if code is not None:
+                return code
         with warnings.catch_warnings():
             warnings.showwarning = warn  # one line, as errors are
             code = args.func(args) or 0

@@ -6,10 +6,11 @@ VGG19 and the kernels loaded; while it runs, ``styler fast`` sends it its argume
 socket in styler's cache folder and prints what it answers. Without a daemon, with a stale one
 (another version of styler's files) or with ``--no-daemon``, the command runs in its own process.
 
-Protocol: the client sends one JSON line ``{"code", "argv", "cwd"}`` (or ``{"ping"}``,
-``{"stop"}``); the daemon answers with JSON lines ``{"out"|"err": text}`` as the command prints,
-then ``{"exit": code}``. Calls run one at a time (two would share the same cores), each in the
-client's working directory. This module imports no torch: the client side must start quickly.
+Protocol: the client sends one JSON line ``{"code", "argv", "cwd"}`` (``argv`` of ``fast``
+only), ``{"stop": true}``, or anything else for the status; the daemon answers with JSON lines
+``{"out"|"err": text}`` as the command prints, then ``{"exit": code}`` (or ``{"stale": true}``
+to a client of other code). Calls run one at a time (two would share the same cores), each in
+the client's working directory. This module imports no torch: the client must start quickly.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ import traceback
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from .files import cache_dir
 
 IDLE_MINUTES = 30.0  # an unused daemon exits after this long
 START_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 10.0  # a client that connects and sends nothing does not hold the daemon
 
 
 def socket_path() -> Path:
@@ -134,6 +135,15 @@ def start(idle_minutes: float = IDLE_MINUTES) -> dict:
     raise OSError(f"the daemon did not answer within {START_TIMEOUT_S:.0f} s; see {log}")
 
 
+class ClientGone(BaseException):
+    """The caller hung up (Ctrl-C): the command stops at its next output, like a killed one.
+    A BaseException, so that no ``except Exception`` on the way reports it as an error."""
+
+
+def _send(conn: socket.socket, reply: dict) -> None:
+    conn.sendall((json.dumps(reply) + "\n").encode())
+
+
 class _Stream:
     """A text stream that sends each write to the client as ``{key: text}``."""
 
@@ -141,8 +151,10 @@ class _Stream:
         self.conn, self.key = conn, key
 
     def write(self, text: str) -> int:
-        with contextlib.suppress(OSError):  # the client left: the command still ends cleanly
-            self.conn.sendall((json.dumps({self.key: text}) + "\n").encode())
+        try:
+            _send(self.conn, {self.key: text})
+        except OSError:
+            raise ClientGone from None
         return len(text)
 
     def flush(self) -> None:
@@ -162,6 +174,8 @@ def _run(conn: socket.socket, message: dict) -> None:
         os.chdir(message["cwd"])
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(message["argv"], forward=False)
+    except ClientGone:
+        return
     except OSError as e:  # the client's folder is gone
         err.write(f"styler: {e}\n")
         code = 2
@@ -170,7 +184,20 @@ def _run(conn: socket.socket, message: dict) -> None:
     finally:
         os.chdir("/")
     with contextlib.suppress(OSError):
-        conn.sendall((json.dumps({"exit": code}) + "\n").encode())
+        _send(conn, {"exit": code})
+
+
+def _read(conn: socket.socket) -> dict:
+    """The client's one-line request; {} for one that sends nothing in time or no JSON object."""
+    conn.settimeout(REQUEST_TIMEOUT_S)
+    try:
+        with conn.makefile("r", encoding="utf-8") as lines:
+            message = json.loads(lines.readline())
+    except (OSError, ValueError):
+        return {}
+    finally:
+        conn.settimeout(None)
+    return message if isinstance(message, dict) else {}
 
 
 def _warm_up() -> None:
@@ -213,17 +240,17 @@ def serve(idle_minutes: float = IDLE_MINUTES) -> None:
             except TimeoutError:
                 print("styler daemon: idle, exiting", flush=True)
                 return
-            with conn, conn.makefile("r", encoding="utf-8") as lines:
-                message: dict[str, Any] = json.loads(lines.readline() or "{}")
+            with conn, contextlib.suppress(OSError):  # a client that left is no concern
+                message = _read(conn)
                 if message.get("stop"):
                     path.unlink(missing_ok=True)  # before the client hears the end
                     return
-                if message.get("ping") or "argv" not in message:
-                    info = {"pid": os.getpid(), "code": code, "calls": calls,
-                            "uptime_s": round(time.time() - started)}  # fmt: skip
-                    conn.sendall((json.dumps(info) + "\n").encode())
-                elif message.get("code") != code:
-                    conn.sendall(b'{"stale": true}\n')
+                argv = message.get("argv")
+                if not isinstance(argv, list) or argv[:1] != ["fast"]:
+                    _send(conn, {"pid": os.getpid(), "code": code, "calls": calls,
+                                 "uptime_s": round(time.time() - started)})  # fmt: skip
+                elif message.get("code") != code or not isinstance(message.get("cwd"), str):
+                    _send(conn, {"stale": True})
                 else:
                     calls += 1
                     _run(conn, message)

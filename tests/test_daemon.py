@@ -79,6 +79,15 @@ def test_an_error_comes_back_as_one_line_and_exit_code_2(running, images, tmp_pa
     assert _styler(["daemon", "status"], running).returncode == 0  # still serving
 
 
+def test_a_malformed_request_or_another_command_is_not_run(running):
+    path = Path(running["XDG_CACHE_HOME"]) / "styler" / "daemon.sock"
+    before = _calls(running)
+    assert "calls" in json.loads(_ask(path, b"not json\n"))
+    train = {"code": daemon.code_identity(), "argv": ["train", "a", "b"], "cwd": "/"}
+    assert "calls" in json.loads(_ask(path, json.dumps(train).encode() + b"\n"))
+    assert _calls(running) == before  # answered with its status, and still serving
+
+
 def test_no_daemon_runs_in_process(running, images, tmp_path):
     before = _calls(running)
     done = _styler(["fast", images / "photo.jpg", images / "painting.png", "-o",
@@ -117,17 +126,16 @@ def test_start_is_idempotent_and_stop_removes_the_socket(tmp_path):
     assert first.returncode == 0 and "running, pid" in first.stdout, first.stderr
     again = _styler(["daemon", "start"], env)
     assert again.stdout.split("pid ")[1].split()[0] == first.stdout.split("pid ")[1].split()[0]
-    reply = json.loads(
-        _ping(tmp_path / "styler" / "daemon.sock")
-    )  # the protocol as documented: one JSON line each way
+    reply = json.loads(_ask(tmp_path / "styler" / "daemon.sock", b'{"ping": true}\n'))
     assert reply["calls"] == 0 and reply["code"] == daemon.code_identity()
     assert "stopped" in _styler(["daemon", "stop"], env).stdout
     assert not (tmp_path / "styler" / "daemon.sock").exists()
     assert "none was running" in _styler(["daemon", "stop"], env).stdout
 
 
-def _ping(path: Path) -> str:
+def _ask(path: Path, request: bytes) -> str:
+    """The daemon's first line of answer to a raw request (the protocol: JSON lines)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(str(path))
-        s.sendall(b'{"ping": true}\n')
+        s.sendall(request)
         return s.makefile().readline()
