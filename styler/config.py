@@ -31,6 +31,7 @@ STYLE_KINDS = ("moments", "gram")
 ENCODERS = ("lite", "vgg")
 TRANSFORMS = ("wct", "adain")
 PRECISIONS = ("auto", "bf16", "fp32")
+DEFAULT_PRECISION = PRECISIONS[0]
 MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M parameters)
 PRECISION_HELP = "network precision; auto: bf16 where native and measured faster, else fp32"
 DEFAULT_FORMAT = "png"  # output type when none is asked for (PNG keeps transparency)
@@ -133,7 +134,7 @@ class TrainConfig:
         **_help("JSON split of file names training must not see (default: styler's own)"),
     )
     device: str = field(default="auto", **_help("cpu, cuda or auto"))
-    precision: str = field(default="auto", **_help(PRECISION_HELP, PRECISIONS))
+    precision: str = field(default=DEFAULT_PRECISION, **_help(PRECISION_HELP, PRECISIONS))
     threads: int = field(default=0, **_help("torch threads; 0 = torch's default"))
     workers: int = field(default=0, **_help("data-loading processes (0: in the trainer)"))
     seed: int = field(default=0, **_help("seed of the data order, crops and initial weights"))

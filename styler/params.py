@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .config import PRECISION_HELP, PRECISIONS, LossConfig
+from .config import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, LossConfig
 
 SIZE = 512  # shorter side in pixels of content and style
 ITERS = 300  # solver iterations of `slow`, `compare` and an API job
@@ -42,7 +42,7 @@ class Inputs:
     style_weights: tuple[float, ...] | None = _opt(
         None, "one weight per style image, comma-separated: 0.7,0.3 (default: equal)"
     )
-    precision: str = _opt("auto", PRECISION_HELP, PRECISIONS)
+    precision: str = _opt(DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS)
 
     def __post_init__(self) -> None:
         if not (self.size == 0 or self.size >= MIN_SIDE):
@@ -129,7 +129,7 @@ class EvalConfig:
     refine: tuple[int, ...] = _opt((5, 10, 25, 50), "refinement steps R after f_θ")
     quick: bool = _opt(False, "a small subset (3 pairs at 128 px, K ≤ 25) for a CPU; options win")
     device: str = _opt("auto", "cpu, cuda or auto")
-    precision: str = _opt("auto", PRECISION_HELP, PRECISIONS)
+    precision: str = _opt(DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS)
     seed: int = _opt(0, "torch seed, for repeatable figures")
 
     def resolved(self) -> EvalConfig:

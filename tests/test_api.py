@@ -157,6 +157,12 @@ def test_settings_from_env(tmp_path, monkeypatch):
         Settings()
     with pytest.raises(ValueError, match="job_workers"):
         Settings(job_workers=0)
+    monkeypatch.setenv("STYLER_PRECISION", "bf16")
+    monkeypatch.setenv("STYLER_MAX_SIZE", "256")
+    assert Settings().precision == "bf16"
+    monkeypatch.setenv("STYLER_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="'auto', 'bf16' or 'fp32'"):
+        Settings()
 
 
 # ---- the fast path ----
