@@ -51,7 +51,9 @@ def code_identity() -> str:
 
 def _request(message: Callable[[], dict], timeout: float | None = None) -> socket.socket | None:
     """A connection that has sent ``message()`` (built only once connected); None when no daemon
-    listens."""
+    listens (or the platform has no Unix sockets)."""
+    if not hasattr(socket, "AF_UNIX"):
+        return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
