@@ -236,7 +236,7 @@ def test_a_vgg_model_trained_against_other_vgg_weights_is_refused(tmp_path):
         StyleNet.load(path)
 
 
-@pytest.mark.parametrize("name", [None, "styler-vgg31", "styler-lite"])
+@pytest.mark.parametrize("name", [None, "styler-skips", "styler-vgg31", "styler-lite"])
 def test_the_shipped_models_load_and_stylize(name):
     model = StyleNet.load(name)
     out = model(pattern_tensor(40, 30, 1), [pattern_tensor(32, 32, 2)])
@@ -248,7 +248,9 @@ def test_a_shipped_model_loads_by_name_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert StyleNet.load("styler-lite").kind == "lite"
     assert not StyleNet.load("styler-vgg31").skips
-    assert StyleNet.load().kind == "vgg" and StyleNet.load().skips  # the default: styler-skips
+    assert StyleNet.load("styler-skips").skips and not StyleNet.load("styler-skips").blocks
+    default = StyleNet.load()  # styler-blocks
+    assert (default.kind, default.skips, default.blocks) == ("vgg", True, 3)
     with pytest.raises(ModelError, match="not found"):
         StyleNet.load("styler-nonexistent")
 
