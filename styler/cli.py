@@ -31,7 +31,6 @@ from .commands import (
     cmd_train,
 )
 from .config import DEFAULT_FORMAT, TrainConfig
-from .daemon import IDLE_MINUTES
 from .options import add_options
 from .params import REFINE_ITERS, EvalConfig, FastRequest, Inputs, SolveRequest
 
@@ -180,9 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=("start", "stop", "status", "run"),
                    help="start, stop, status (exit code 1 when none runs) or run")  # fmt: skip
-    p.add_argument("--idle-minutes", type=float, default=IDLE_MINUTES,
+    p.add_argument("--idle-minutes", type=float, default=daemon.IDLE_MINUTES,
                    help=f"exit after this long without a call; 0: never (default "
-                        f"{IDLE_MINUTES:g})")  # fmt: skip
+                        f"{daemon.IDLE_MINUTES:g})")  # fmt: skip
 
     p = command(
         "serve",

@@ -222,7 +222,8 @@ class StyleNet(nn.Module):
                 or arch.get("transform") not in TRANSFORMS \
                 or not isinstance(arch.get("skips", False), bool) \
                 or (arch.get("skips") and arch["encoder"] != "vgg") \
-                or arch.get("blocks", 0) not in range(MAX_BLOCKS + 1):  # fmt: skip
+                or type(arch.get("blocks", 0)) is not int \
+                or not 0 <= arch.get("blocks", 0) <= MAX_BLOCKS:  # fmt: skip
             raise ModelError(f"{path}: unknown architecture {arch!r}")
         if arch["encoder"] == "vgg":
             vgg = _matching_vgg(path, config, vgg)

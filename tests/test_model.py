@@ -206,6 +206,11 @@ CORRUPTIONS = {  # case: (corrupt the saved model, the file the message names, w
         "unknown architecture",
     ),
     "wrong-shapes": (_wrong_shapes, ".safetensors", "do not fit"),
+    "float-blocks": (
+        lambda p: _edit_json(p, architecture={"encoder": "vgg", "transform": "wct", "blocks": 3.0}),
+        ".safetensors",
+        "unknown architecture",
+    ),
     "too-many-blocks": (
         lambda p: _edit_json(p, architecture={"encoder": "vgg", "transform": "wct", "blocks": 99}),
         ".safetensors",
