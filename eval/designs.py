@@ -151,7 +151,9 @@ def latency(model, engine: Engine, side: int, repeats: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True, help="a folder with content/ and style/")
+    p.add_argument("--split", type=Path, help="a JSON file whose 'pairs' lists [content, style] "
+                   "names in --data (default: styler's held-out split)")  # fmt: skip
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--model", action="append", default=[], help="NAME=PATH of an f_θ")
     p.add_argument("--outputs", action="append", default=[], help="NAME=DIR of images to score")
@@ -169,13 +171,14 @@ def main() -> None:
     p.add_argument("--bench", type=int, default=512)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-latency", action="store_true")
+    p.add_argument("--sheet-height", type=int, default=256, help="rows' height in the sheet")
     a = p.parse_args()
     engine = Engine.create("cpu", "auto")
     models = {n: pipeline.load_model(w, engine) for n, w in (m.split("=", 1) for m in a.model)}
     outputs = dict(o.split("=", 1) for o in a.outputs)
     objective = pipeline.objective_for(SolveRequest().loss, engine)
     rows, shown = [], []
-    for content, style in load_pairs(a.data, None, a.skip + a.pairs)[a.skip :]:
+    for content, style in load_pairs(a.data, a.split, a.skip + a.pairs)[a.skip :]:
         key = pair_key(content, style)
         req = FastRequest(size=a.size, precision=engine.precision)
         pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
@@ -188,11 +191,12 @@ def main() -> None:
             at = {h["step"]: h for h in ref["history"]}
             row["solver"] = {k: at[a.ratio_at][k] for k in TERMS}
             row["solver_final"] = {k: ref["history"][-1][k] for k in TERMS}
-        outs = {n: pipeline.stylize(m, engine, pair, req) for n, m in models.items()}
+        outs = {}  # --outputs first: they are usually earlier programs, shown left of the models
         for n, d in outputs.items():
             x = images.read(Path(d) / f"{key}.png", 0)
             outs[n] = torch.nn.functional.interpolate(x, size=pair.content.shape[-2:],
                                                       mode="bilinear", antialias=True)  # fmt: skip
+        outs |= {n: pipeline.stylize(m, engine, pair, req) for n, m in models.items()}
         for n, x in outs.items():
             refine = a.refine if n in models else 0
             row["models"][n] = score(objective, engine, pair, x, ref, refine, a.refine_coarse)
@@ -214,7 +218,8 @@ def main() -> None:
     (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (a.out / "report.md").write_text(to_markdown(report))
     labels = ["content", "style", *summary] + [f"solver@{a.ratio_at}"] * bool(a.iters)
-    sheet([[images.to_pil(t) for t in r] for r in shown], labels).save(a.out / "sheet.jpg")
+    tiles = [[images.to_pil(t) for t in r] for r in shown]
+    sheet(tiles, labels, a.sheet_height).save(a.out / "sheet.jpg", quality=88)
     print(json.dumps(summary, indent=1))
 
 

@@ -172,11 +172,8 @@ def pair_row(run: PairRun, cfg: EvalConfig) -> dict:
     refinement = {}
     for r in cfg.refine:
         k, cens = first_reach(steps, losses, run.refine[r]["total"])
-        refinement[str(r)] = {
-            "equivalent_iterations": k,
-            "saved_iterations": k - r,
-            "censored": cens,
-        }
+        refinement[str(r)] = {"equivalent_iterations": k, "saved_iterations": k - r,
+                              "censored": cens}  # fmt: skip
     return {
         "content": run.content.name,
         "style": run.style.name,
@@ -204,10 +201,8 @@ def build_report(
     """The JSON report: config, objective, medians per start and iteration count, derived
     figures, per-pair rows."""
     rows = [pair_row(run, cfg) for run in runs]
-    r_cmp, k_cmp = (
-        min(COMPARE_REFINE, max(cfg.refine, default=0)),
-        min(COMPARE_SOLVER, max(cfg.iters)),
-    )
+    r_cmp = min(COMPARE_REFINE, max(cfg.refine, default=0))
+    k_cmp = min(COMPARE_SOLVER, max(cfg.iters))
     wins = sum(run.refine[r_cmp]["total"] <= run.solver[k_cmp]["total"] for run in runs)
     notes = []
     if (r_cmp, k_cmp) != (COMPARE_REFINE, COMPARE_SOLVER):
