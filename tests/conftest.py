@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-import httpx
+import httpx2
 import numpy as np
 import pytest
 import torch
@@ -146,8 +146,8 @@ def api_spawn(
             log_text = (data / "server.log").read_text()
             raise RuntimeError(f"the server exited with {proc.returncode}:\n{log_text}")
         try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
+            return httpx2.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx2.TransportError:
             return False
 
     _wait(ready, 90, "the server to be ready")

@@ -9,7 +9,7 @@ import os
 import signal
 from pathlib import Path
 
-import httpx
+import httpx2
 from conftest import api_spawn, api_stop
 from PIL import Image
 
@@ -19,20 +19,20 @@ LONG = 400  # iterations of the job that is interrupted: long enough to be caugh
 def submit(url: str, images: dict[str, bytes], iters: int) -> str:
     files = [("content", ("c.png", images["content"])), ("style", ("s.jpg", images["style"]))]
     data = {"size": "32", "iters": str(iters), "optimizer": "adam"}
-    r = httpx.post(f"{url}/v1/jobs", files=files, data=data, timeout=30)
+    r = httpx2.post(f"{url}/v1/jobs", files=files, data=data, timeout=30)
     assert r.status_code == 202, r.text
     return r.json()["id"]
 
 
 def status(url: str, job_id: str) -> dict:
-    return httpx.get(f"{url}/v1/jobs/{job_id}", timeout=30).json()
+    return httpx2.get(f"{url}/v1/jobs/{job_id}", timeout=30).json()
 
 
 def finish_all(url: str, ids: list[str], api_wait) -> dict[str, dict]:
     finished = lambda: all(status(url, i)["status"] == "done" for i in ids)
     api_wait(finished, 300, "every job to be done")
     for job_id in ids:
-        r = httpx.get(f"{url}/v1/jobs/{job_id}/result", timeout=30)
+        r = httpx2.get(f"{url}/v1/jobs/{job_id}/result", timeout=30)
         assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (43, 32)
     return {i: status(url, i) for i in ids}
 

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-import httpx
+import httpx2
 import pytest
 from conftest import REPO, api_spawn, api_stop
 
@@ -61,8 +61,8 @@ def test_serves_the_page(installed, api_model_path, tmp_path):
     env = {"PYTHONPATH": str(installed["target"])}
     proc, url = api_spawn(api_model_path, tmp_path, cwd=installed["cwd"], **env)
     try:
-        page = httpx.get(url, timeout=30)
+        page = httpx2.get(url, timeout=30)
         assert page.status_code == 200 and 'id="stylize-btn"' in page.text
-        assert httpx.get(f"{url}/app.js", timeout=30).status_code == 200
+        assert httpx2.get(f"{url}/app.js", timeout=30).status_code == 200
     finally:
         api_stop(proc)

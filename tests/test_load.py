@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
+import httpx2
 
 REQUESTS = 50
 
 
-async def burst(url: str, files: list, n: int) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=n)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+async def burst(url: str, files: list, n: int) -> list[httpx2.Response]:
+    limits = httpx2.Limits(max_connections=n)
+    async with httpx2.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         calls = (client.post("/v1/stylize", files=files, data={"size": "32"}) for _ in range(n))
         return await asyncio.gather(*calls)
 
@@ -31,7 +31,7 @@ def test_concurrent_fast_requests(api_server, api_images):
                 assert r.status_code in (429, 503), r.text
                 assert r.json()["error"]["code"] == "busy" and int(r.headers["retry-after"]) > 0
         assert len(ok) >= 2 + 8 or len(ok) == REQUESTS, "fewer successes than the server admits"
-        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
-        assert httpx.get(f"{url}/v1/info").json()["load"]["inferences"] == 0
-        after = httpx.post(f"{url}/v1/stylize", files=files, data={"size": "32"}, timeout=60)
+        assert httpx2.get(f"{url}/healthz").json() == {"status": "ok"}
+        assert httpx2.get(f"{url}/v1/info").json()["load"]["inferences"] == 0
+        after = httpx2.post(f"{url}/v1/stylize", files=files, data={"size": "32"}, timeout=60)
         assert after.status_code == 200
