@@ -1,5 +1,5 @@
-"""Shared fixtures of the service tests (test_api, test_browser, test_load, test_durable); every
-name starts with ``api_``.
+"""Shared fixtures of the service tests (test_api, test_api_jobs, test_browser, test_load,
+test_durable); every name starts with ``api_``.
 
 Everything runs on tiny images and an untrained (but valid) model written to a temporary folder.
 """
@@ -14,10 +14,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx2
 import numpy as np
@@ -27,6 +29,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from styler.api import create_app
+from styler.jobs import JobStore
 from styler.model import StyleNet
 from styler.settings import Settings
 
@@ -178,3 +181,35 @@ def api_server(api_model_path: Path, tmp_path_factory: pytest.TempPathFactory):
             api_stop(proc)
 
     return start
+
+
+@pytest.fixture
+def api_gate(api_model, monkeypatch):
+    """Holds every f_θ call until ``api_gate.release`` is set; ``api_gate.entered``: one is held."""
+    entered, release = threading.Event(), threading.Event()
+    run = api_model.stylize
+
+    def held(*args, **kwargs):
+        entered.set()
+        assert release.wait(60), "the test never released the gate"
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(api_model, "stylize", held)
+    yield SimpleNamespace(entered=entered, release=release)
+    release.set()
+
+
+@pytest.fixture
+def api_step_gate(monkeypatch):
+    """Holds a job's first progress report (after its first solver step) until released."""
+    entered, release = threading.Event(), threading.Event()
+    progress = JobStore.progress
+
+    def held(self, *args, **kwargs):
+        entered.set()
+        assert release.wait(60), "the test never released the gate"
+        return progress(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobStore, "progress", held)
+    yield SimpleNamespace(entered=entered, release=release)
+    release.set()

@@ -6,9 +6,9 @@ import io
 import time
 
 import numpy as np
+from api_helpers import decode, error_of, job_status, stylize
 from core_helpers import tame_net
 from PIL import Image
-from test_api import decode, error_of, job_status, stylize
 
 from styler.gallery import list_presets
 
