@@ -7,6 +7,7 @@ loaded once per test session (loading the weights takes about a second).
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,3 +60,12 @@ def tame_net(seed: int = 0, encoder: str = "lite", skips: bool = False) -> Style
         last.weight.mul_(0.1 / spread)
         last.bias.fill_(0.5)
     return net.eval()
+
+
+def pixels(im: Image.Image) -> list[tuple[int, ...]]:
+    return [tuple(px) for px in np.asarray(im).reshape(im.width * im.height, -1).tolist()]
+
+
+def saved(im: Image.Image, path: Path, **options) -> Path:
+    im.save(path, **options)
+    return path
