@@ -40,10 +40,15 @@ def socket_path() -> Path:
     return cache_dir() / "daemon.sock"
 
 
+def package_root() -> Path:
+    """The folder of the styler package this process runs."""
+    return Path(str(resources.files("styler")))
+
+
 def code_identity() -> str:
     """A digest of styler's own files (names, sizes, mtimes) and the Python running it: a daemon
     started before an upgrade or an edit does not answer for the new code."""
-    root = Path(str(resources.files("styler")))
+    root = package_root()
     files = sorted(p for p in root.rglob("*") if p.suffix in (".py", ".json", ".safetensors"))
     stamp = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     return hashlib.sha256(repr((sys.executable, stamp)).encode()).hexdigest()[:16]
@@ -123,9 +128,11 @@ def start(idle_minutes: float = IDLE_MINUTES) -> dict:
     log = socket_path().with_name("daemon.log")
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     cmd = [sys.executable, "-m", "styler.cli", "daemon", "run", "--idle-minutes", str(idle_minutes)]
+    # `-m` imports from the current folder first: start in the folder of this very package, or a
+    # checkout's styler/ beside an installed copy would answer as "other styler files"
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                start_new_session=True)  # fmt: skip
+                                cwd=package_root().parent, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if (info := status()) is not None:

@@ -133,6 +133,25 @@ def test_start_is_idempotent_and_stop_removes_the_socket(tmp_path):
     assert "none was running" in _styler(["daemon", "stop"], env).stdout
 
 
+def test_start_from_a_folder_with_another_styler_package_runs_this_one(images, tmp_path):
+    """`-m styler.cli` would import ./styler first: a checkout beside an installed copy."""
+    decoy = tmp_path / "checkout" / "styler"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("")
+    (decoy / "cli.py").write_text("raise SystemExit(3)\n")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    try:
+        started = _styler(["daemon", "start", "--idle-minutes", "5"], env, cwd=decoy.parent)
+        assert started.returncode == 0 and "running, pid" in started.stdout, started.stderr
+        out = tmp_path / "out.png"
+        done = _styler(["fast", images / "photo.jpg", images / "painting.png", "-o", out,
+                        "--size", "32"], env, cwd=decoy.parent)  # fmt: skip
+        assert done.returncode == 0 and out.exists(), done.stderr
+        assert "ignoring it" not in done.stderr and _calls(env) == 1
+    finally:
+        _styler(["daemon", "stop"], env)
+
+
 def _ask(path: Path, request: bytes) -> str:
     """The daemon's first line of answer to a raw request (the protocol: JSON lines)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
