@@ -276,7 +276,8 @@ def _save(out: Path, stages: dict[str, nn.Module], opt, stage: str, step: int, e
     torch.save(state, tmp)
     tmp.replace(out / "checkpoint.pt")
     model: StyleNet = stages["recon"].model
-    hardware = f"{model.decoder.net[0].weight.device.type} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    hardware = f"{model.decoder.net[0].weight.device.type} ({threads} thread{'s' * (threads > 1)})"
     done = {"steps": step, "wall_time_s": round(elapsed, 1), "hardware": hardware}
     model.save(out / "model.safetensors", {"trained": done})
     plot_run(out)
