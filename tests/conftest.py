@@ -183,33 +183,28 @@ def api_server(api_model_path: Path, tmp_path_factory: pytest.TempPathFactory):
     return start
 
 
-@pytest.fixture
-def api_gate(api_model, monkeypatch):
-    """Holds every f_θ call until ``api_gate.release`` is set; ``api_gate.entered``: one is held."""
+def _held(monkeypatch, owner: object, name: str) -> Iterator[SimpleNamespace]:
+    """Holds every call of ``owner.name`` until ``release`` is set; ``entered``: one is held."""
     entered, release = threading.Event(), threading.Event()
-    run = api_model.stylize
+    original = getattr(owner, name)
 
     def held(*args, **kwargs):
         entered.set()
         assert release.wait(60), "the test never released the gate"
-        return run(*args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(api_model, "stylize", held)
+    monkeypatch.setattr(owner, name, held)
     yield SimpleNamespace(entered=entered, release=release)
     release.set()
+
+
+@pytest.fixture
+def api_gate(api_model, monkeypatch):
+    """Holds every f_θ call until ``api_gate.release`` is set; ``api_gate.entered``: one is held."""
+    yield from _held(monkeypatch, api_model, "stylize")
 
 
 @pytest.fixture
 def api_step_gate(monkeypatch):
     """Holds a job's first progress report (after its first solver step) until released."""
-    entered, release = threading.Event(), threading.Event()
-    progress = JobStore.progress
-
-    def held(self, *args, **kwargs):
-        entered.set()
-        assert release.wait(60), "the test never released the gate"
-        return progress(self, *args, **kwargs)
-
-    monkeypatch.setattr(JobStore, "progress", held)
-    yield SimpleNamespace(entered=entered, release=release)
-    release.set()
+    yield from _held(monkeypatch, JobStore, "progress")
