@@ -37,6 +37,15 @@ def error_of(r, status: int, code: str) -> str:
     return body["error"]["message"]
 
 
+def with_alpha(data: bytes) -> tuple[Image.Image, bytes]:
+    """The picture in DATA with an alpha ramp (0 at the top, 255 at the bottom), and its PNG."""
+    rgba = Image.open(io.BytesIO(data)).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
+    buf = io.BytesIO()
+    rgba.save(buf, "PNG")
+    return rgba, buf.getvalue()
+
+
 def decode(data: bytes) -> Image.Image:
     im = Image.open(io.BytesIO(data))
     im.load()

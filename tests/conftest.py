@@ -22,9 +22,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx2
-import numpy as np
 import pytest
 import torch
+from core_helpers import pattern
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -39,15 +39,6 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="styler-tests-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 
-def _pattern(w: int, h: int, seed: int) -> Image.Image:
-    """A colourful, textured test picture (flat colours give degenerate style statistics)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([np.sin(xx / (3 + seed)), np.cos(yy / 4), np.sin((xx + yy) / 5)], -1)
-    pixels = base * 100 + 128 + rng.normal(0, 20, (h, w, 3))
-    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "RGB")
-
-
 def _encode(im: Image.Image, fmt: str, **options) -> bytes:
     buf = io.BytesIO()
     im.save(buf, fmt, **options)
@@ -57,15 +48,15 @@ def _encode(im: Image.Image, fmt: str, **options) -> bytes:
 @pytest.fixture(scope="session")
 def api_images() -> dict[str, bytes]:
     """Encoded inputs: good ones, and one of each kind of bad one."""
-    photo = _encode(_pattern(160, 120, 4), "JPEG", quality=95)
+    photo = _encode(pattern(160, 120, 4), "JPEG", quality=95)
     return {
-        "content": _encode(_pattern(64, 48, 1), "PNG"),
-        "style": _encode(_pattern(48, 48, 2), "JPEG", quality=90),
-        "style2": _encode(_pattern(40, 44, 3), "WEBP"),
+        "content": _encode(pattern(64, 48, 1), "PNG"),
+        "style": _encode(pattern(48, 48, 2), "JPEG", quality=90),
+        "style2": _encode(pattern(40, 44, 3), "WEBP"),
         "text": b"this is not an image\n" * 4,
         "truncated": photo[: len(photo) // 2],
         "huge": _encode(Image.new("1", (20000, 20000)), "PNG"),  # 400 megapixels, a few kB on disk
-        "tiny": _encode(_pattern(8, 8, 5), "PNG"),
+        "tiny": _encode(pattern(8, 8, 5), "PNG"),
     }
 
 

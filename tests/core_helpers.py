@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from styler.cli import main
 from styler.images import to_tensor
 from styler.losses import LossConfig
 from styler.model import StyleNet
@@ -35,6 +36,15 @@ def pattern(w: int, h: int, seed: int = 0) -> Image.Image:
 def pattern_tensor(w: int, h: int, seed: int = 0) -> torch.Tensor:
     """:func:`pattern` as a (1, 3, h, w) tensor in [0, 1]."""
     return to_tensor(pattern(w, h, seed))
+
+
+def sample_images() -> dict[str, torch.Tensor]:
+    """A content and two styles of different sizes and patterns, as (1, 3, h, w) tensors."""
+    return {
+        "content": pattern_tensor(32, 32, 0),
+        "style": pattern_tensor(28, 36, 5),
+        "style2": pattern_tensor(32, 24, 9),
+    }
 
 
 @cache
@@ -69,3 +79,10 @@ def pixels(im: Image.Image) -> list[tuple[int, ...]]:
 def saved(im: Image.Image, path: Path, **options) -> Path:
     im.save(path, **options)
     return path
+
+
+def run(args: list, capsys) -> tuple[int, str, str]:
+    """``styler ARGS`` in-process: its exit code, stdout and stderr."""
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err

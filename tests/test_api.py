@@ -3,12 +3,10 @@ errors and limits."""
 
 from __future__ import annotations
 
-import io
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from api_helpers import decode, error_of, files_of, stylize, submit
-from PIL import Image
+from api_helpers import decode, error_of, files_of, stylize, submit, with_alpha
 
 from styler.config import DEFAULT_FORMAT
 from styler.params import SolveRequest
@@ -101,12 +99,9 @@ def test_stylize_options(api_client, api_images):
 
 
 def test_transparency_is_kept(api_client, api_images):
-    rgba = Image.open(io.BytesIO(api_images["content"])).convert("RGBA")
-    rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
-    buf = io.BytesIO()
-    rgba.save(buf, "PNG")
+    _, png = with_alpha(api_images["content"])
     with api_client() as c:
-        files = [("content", ("c.png", buf.getvalue())), ("style", ("s.jpg", api_images["style"]))]
+        files = [("content", ("c.png", png)), ("style", ("s.jpg", api_images["style"]))]
         r = c.post("/v1/stylize", files=files, data={"size": "0", "style_scale": "0.5"})
         assert r.status_code == 200, r.text
         out = decode(r.content)

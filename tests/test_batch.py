@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from core_helpers import pattern, run
 from PIL import Image
-from test_cli import _pattern, run
 
 from styler import tiles
 from styler.gallery import list_presets
@@ -29,9 +29,9 @@ def photos(tmp_path) -> Path:
     image (ignored when the folder is given)."""
     d = tmp_path / "photos"
     d.mkdir()
-    _pattern(56, 40, 1).save(d / "a.jpg")
-    _pattern(40, 48, 2).save(d / "b.png")
-    rgba = _pattern(36, 32, 3).convert("RGBA")
+    pattern(56, 40, 1).save(d / "a.jpg")
+    pattern(40, 48, 2).save(d / "b.png")
+    rgba = pattern(36, 32, 3).convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
     rgba.save(d / "c.png")
     (d / "broken.jpg").write_bytes(b"not a jpeg at all")
@@ -54,7 +54,7 @@ def test_fast_keeps_the_original_size_by_default(photos, model, tmp_path, capsys
 
 def test_fast_scales_down_over_the_longer_side_cap_and_says_so(model, tmp_path, capsys):
     wide = tmp_path / "wide.png"
-    _pattern(4200, 24, 1).save(wide)
+    pattern(4200, 24, 1).save(wide)
     out = tmp_path / "out.png"
     code, stdout, _ = fast([wide, PRESET, "-o", out], model, capsys)
     assert code == 0 and Image.open(out).size == (4096, 23)

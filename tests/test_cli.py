@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from core_helpers import pattern, run
 from PIL import Image
 
 from styler.cli import build_parser, main
@@ -17,25 +18,17 @@ from styler.model import DEFAULT_WEIGHTS, StyleNet
 from styler.params import REFINE_ITERS, FastRequest, SolveRequest
 
 
-def _pattern(w: int, h: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([np.sin(xx / (3 + seed)), np.cos(yy / 4), np.sin((xx + yy) / 5)], -1)
-    a = (base * 100 + 128 + rng.normal(0, 20, (h, w, 3))).clip(0, 255).astype(np.uint8)
-    return Image.fromarray(a, "RGB")
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("cli")
     paths = {"content": d / "photo.jpg", "style": d / "painting.png", "style2": d / "texture.jpg"}
-    _pattern(56, 40, 1).save(paths["content"])
-    _pattern(40, 40, 2).save(paths["style"])
-    _pattern(44, 36, 3).save(paths["style2"])
+    pattern(56, 40, 1).save(paths["content"])
+    pattern(40, 40, 2).save(paths["style"])
+    pattern(44, 36, 3).save(paths["style2"])
     paths["text"] = d / "notes.jpg"
     paths["text"].write_text("this is not an image\n")
     full = d / "full.jpg"
-    _pattern(200, 160, 4).save(full, quality=95)
+    pattern(200, 160, 4).save(full, quality=95)
     paths["truncated"] = d / "truncated.jpg"
     paths["truncated"].write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     paths["huge"] = d / "huge.png"
@@ -43,12 +36,6 @@ def files(tmp_path_factory) -> dict[str, Path]:
     paths["model"] = d / "tiny.safetensors"
     StyleNet.build(seed=0).save(paths["model"])
     return paths
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_fast_uses_shipped_weights_by_default(files, tmp_path, capsys):
@@ -116,7 +103,7 @@ def test_train_command_exports_a_loadable_model(files, tmp_path, capsys):
     for kind, names in {"content": ["a.jpg", "b.jpg"], "style": ["s.png"]}.items():
         (tmp_path / kind).mkdir()
         for i, n in enumerate(names):
-            _pattern(48, 40, i + 10).save(tmp_path / kind / n)
+            pattern(48, 40, i + 10).save(tmp_path / kind / n)
     run_dir = tmp_path / "run"
     args = ["train", tmp_path / "content", tmp_path / "style", "--out", run_dir, "--steps", 2,
             "--recon-steps", 1, "--batch", 2, "--size", 32, "--resize", 40, "--workers", 0,
@@ -180,7 +167,7 @@ def test_argument_errors_exit_2(files, capsys):
 @pytest.mark.parametrize("mode", ["RGBA", "P", "L", "LA", "CMYK", "I;16"])
 def test_unusual_image_modes_are_accepted(files, tmp_path, capsys, mode):
     src = tmp_path / ("in.tif" if mode in ("CMYK",) else "in.png")
-    im = _pattern(40, 32, 5)
+    im = pattern(40, 32, 5)
     if mode == "I;16":
         im = Image.fromarray(np.asarray(im.convert("L"), dtype="<u2") * 257)
     else:

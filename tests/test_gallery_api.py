@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import time
 
 import numpy as np
-from api_helpers import decode, error_of, job_status, stylize
+from api_helpers import decode, error_of, job_status, stylize, with_alpha
 from core_helpers import tame_net
-from PIL import Image
 
 from styler.gallery import list_presets
 
@@ -143,12 +141,9 @@ def test_original_size_by_default_and_scaled_down_says_so(api_client, api_images
 
 
 def test_alpha_round_trip(api_client, api_images):
-    rgba = Image.open(io.BytesIO(api_images["content"])).convert("RGBA")
-    rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
-    buf = io.BytesIO()
-    rgba.save(buf, "PNG")
+    rgba, png = with_alpha(api_images["content"])
     with api_client() as c:
-        files = [("content", ("c.png", buf.getvalue(), "image/png"))]
+        files = [("content", ("c.png", png, "image/png"))]
         r = c.post("/v1/stylize", files=files, data={"style_id": PRESET})
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
         out = decode(r.content)

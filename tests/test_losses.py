@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from core_helpers import FAST_LOSS, pattern_tensor, shared_vgg
+from core_helpers import FAST_LOSS, pattern_tensor, sample_images, shared_vgg
 
 from styler.losses import LossConfig, Objective, StyleStats, gram, moments, total_variation
 from styler.vgg import LAYERS
@@ -20,11 +20,7 @@ def objective(**changes) -> Objective:
 
 @pytest.fixture(scope="module")
 def images() -> dict[str, torch.Tensor]:
-    return {
-        "content": pattern_tensor(32, 32, 0),
-        "style": pattern_tensor(28, 36, 5),
-        "style2": pattern_tensor(32, 24, 9),
-    }
+    return sample_images()
 
 
 def shuffle_positions(f: torch.Tensor, seed: int = 0) -> torch.Tensor:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from core_helpers import pattern_tensor, shared_vgg, tame_net
+from core_helpers import pattern_tensor, sample_images, shared_vgg, tame_net
 from safetensors.torch import load_file, save_file
 
 from styler.function import affine_maps, keep_colors, normalize_weights
@@ -32,11 +32,7 @@ def net(request) -> StyleNet:
 
 @pytest.fixture(scope="module")
 def imgs() -> dict[str, torch.Tensor]:
-    return {
-        "content": pattern_tensor(32, 32, 0),
-        "style": pattern_tensor(32, 24, 5),
-        "style2": pattern_tensor(24, 32, 9),
-    }
+    return sample_images()
 
 
 @pytest.fixture
