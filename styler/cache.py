@@ -39,16 +39,14 @@ class LRUCache:
         self.max_bytes = max_bytes
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
-        self.used = self.hits = self.misses = 0
+        self.used = 0
 
     def get(self, key: Hashable) -> Any | None:
         with self._lock:
             item = self._items.get(key)
             if item is None:
-                self.misses += 1
                 return None
             self._items.move_to_end(key)
-            self.hits += 1
             return item[0]
 
     def put(self, key: Hashable, value: Any) -> Any:

@@ -31,7 +31,7 @@ from .commands import (
     cmd_train,
 )
 from .config import DEFAULT_FORMAT, TrainConfig
-from .options import add_options
+from .options import add_options, integer
 from .params import REFINE_ITERS, EvalConfig, FastRequest, Inputs, SolveRequest
 
 STYLE_HELP = "style image: a file or a preset id (see `styler styles`)"
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_solve,
     )
     _add_io(p)
-    add_options(p, SolveRequest, skip=("init",), iters=REFINE_ITERS)
+    add_options(p, SolveRequest, skip=("init", "seed"), iters=REFINE_ITERS)
     p.set_defaults(init="fast")
     _add_save_every(p)
 
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_compare,
     )
     _add_io(p, many_styles=False)
-    add_options(p, SolveRequest, skip=("init", "style_weights"))
+    add_options(p, SolveRequest, skip=("init", "seed", "style_weights"))
     p.add_argument("--sheet-height", type=int, default=256,
                    help="height of each tile in the sheet (default 256)")  # fmt: skip
 
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_bench,
     )
     _add_runtime(p)
-    add_options(p, Inputs, skip=("size", "style_weights"))
+    add_options(p, Inputs, skip=("size", "style_scale", "style_weights"))
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024],
                    help="fast-path image sizes, square (default 256 512 1024)")  # fmt: skip
     p.add_argument("--solver-sizes", type=int, nargs="+", default=[256, 512],
@@ -195,8 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address to listen on; 0.0.0.0 for all interfaces (default 127.0.0.1)",
     )
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    p.add_argument("--port", type=integer(1, 65535), default=8000, help="TCP port (default 8000)")
+    p.add_argument("--workers", type=integer(1), default=1,
+                   help="uvicorn worker processes (default 1)")  # fmt: skip
     return ap
 
 

@@ -142,7 +142,17 @@ def cmd_eval(a: argparse.Namespace) -> None:
 def cmd_bench(a: argparse.Namespace) -> None:
     from .bench import bench
     from .engine import Engine
+    from .images import MAX_PIXELS, MAX_SIDE
+    from .params import MIN_SIDE
 
+    for s in a.sizes + a.solver_sizes:
+        if not MIN_SIDE <= s <= MAX_SIDE:
+            raise UsageError(f"sizes must be {MIN_SIDE}…{MAX_SIDE} px, not {s}")
+    if a.repeats < 1:
+        raise UsageError(f"--repeats must be at least 1, not {a.repeats}")
+    for mp in a.megapixels:
+        if not 0 < mp <= MAX_PIXELS / 1e6:
+            raise UsageError(f"--megapixels must be in (0, {MAX_PIXELS / 1e6:g}], not {mp}")
     engine = Engine.create(a.device, a.precision)
     bench(engine, a.weights, a.sizes, a.solver_sizes, a.repeats, tuple(a.megapixels), a.peers)
 

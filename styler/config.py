@@ -32,6 +32,7 @@ ENCODERS = ("lite", "vgg")
 TRANSFORMS = ("wct", "adain")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEFAULT_PRECISION = PRECISIONS[0]
+ARCHITECTURE = ("encoder", "transform", "skips", "blocks")  # the settings that shape f_θ
 MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M parameters)
 PRECISION_HELP = "network precision; auto: bf16 where native and measured faster, else fp32"
 DEFAULT_FORMAT = "png"  # output type when none is asked for (PNG keeps transparency)
@@ -169,10 +170,15 @@ class TrainConfig:
             raise ValueError("need 0 ≤ recon_steps ≤ steps")
         if min(self.batch, self.size, self.resize) < 1 or self.size > self.resize:
             raise ValueError("batch and size must be positive and size ≤ resize")
+        for name in ("ckpt_every", "log_every", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("threads", "workers", "eval_pairs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)}")
 
     def public(self) -> dict:
         """The set-up stored in an exported model: no machine paths or bookkeeping."""
-        keep = ("encoder", "transform", "skips", "blocks", "recon_steps", "batch", "size",
-                "resize", "lr", "style_lr", "lr_decay", "cache_targets", "precision",
-                "seed")  # fmt: skip
+        keep = (*ARCHITECTURE, "recon_steps", "batch", "size", "resize", "lr", "style_lr",
+                "lr_decay", "cache_targets", "precision", "seed")  # fmt: skip
         return {k: v for k, v in asdict(self).items() if k in keep}

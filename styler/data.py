@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import warnings
 from pathlib import Path
@@ -12,6 +11,7 @@ from torch.nn import functional as F
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .images import ImageError, load, to_tensor
+from .split import read_split
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -86,14 +86,15 @@ def square_crop(x: torch.Tensor, size: int, rng: random.Random | None = None) ->
     return x[..., top : top + size, left : left + size]
 
 
-def fixed_pairs(content_dir: str, style_dir: str, split: str, n: int, size: int = 256
+def fixed_pairs(content_dir: str, style_dir: str, split: str, n: int, size: int
                 ) -> tuple[torch.Tensor, torch.Tensor] | None:  # fmt: skip
     """The first ``n`` held-out (content, style) pairs of ``split`` found in the folders,
     centre-cropped to ``size``: a fixed set on which training measures held-out L as it goes.
     None when the folders hold none of the split's files (another data set)."""
-    names = json.loads(Path(split).read_text())
-    found = {key: [Path(folder) / f for f in sorted(names[key]) if (Path(folder) / f).is_file()]
-             for key, folder in (("content", content_dir), ("style", style_dir))}  # fmt: skip
+    s = read_split(split)
+    found = {key: [Path(folder) / f for f in sorted(names) if (Path(folder) / f).is_file()]
+             for key, folder, names in (("content", content_dir, s.content),
+                                        ("style", style_dir, s.style))}  # fmt: skip
     k = min(n, len(found["content"]), len(found["style"]))
     if k == 0:
         return None

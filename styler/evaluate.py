@@ -24,11 +24,9 @@ Runs with fewer iterations compare f_θ + min(10, max R) with solver @ min(200, 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +39,7 @@ from .losses import LossConfig, Objective
 from .model import StyleNet
 from .params import EvalConfig, SolveRequest
 from .solver import Progress
+from .split import read_split
 
 COMPARE_REFINE, COMPARE_SOLVER = 10, 200
 TERMS = ("total", "content", "style_moments", "style_gram", "tv")
@@ -61,17 +60,10 @@ class PairRun:
 def load_pairs(data: Path, split: Path | None, n: int | None) -> list[tuple[Path, Path]]:
     """The split's first ``n`` (content, style) files under ``data`` (split None: the one shipped
     with styler), all checked before any work starts."""
-    source = split or resources.files("styler") / "split.json"
-    if not source.is_file():
-        raise FileNotFoundError(f"{source}: split file not found")
-    try:
-        names = json.loads(source.read_text())["pairs"][:n]
-        pairs = [(data / "content" / c, data / "style" / s) for c, s in names]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        message = "not a split file with a 'pairs' list of [content, style] names"
-        raise ValueError(f"{source}: {message} ({e})") from None
+    names = read_split(split).pairs[:n]
+    pairs = [(data / "content" / c, data / "style" / s) for c, s in names]
     if not pairs:
-        raise ValueError(f"{source}: no pairs to evaluate")
+        raise ValueError(f"{split or 'the shipped split'}: no pairs to evaluate")
     for folder in (data / "content", data / "style"):
         if not folder.is_dir():
             raise FileNotFoundError(

@@ -2,7 +2,7 @@
 
 Every failure is an :class:`ImageError` whose message names the file and the problem, so the CLI
 and the API can report it in one line. Colour and transparency travel separately: the networks see
-RGB only, and :func:`decode` / :func:`to_pil` carry an alpha channel around them.
+RGB only, and :func:`load_rgba` / :func:`to_pil` carry an alpha channel around them.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -51,20 +50,6 @@ class ImageTooLarge(ImageError):
 
 class AlphaDropped(UserWarning):
     """Warned by :func:`encode` when a transparent image is written to a format without alpha."""
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """An image as tensors: colour (1, 3, H, W) and alpha (1, 1, H, W), both in [0, 1]."""
-
-    rgb: torch.Tensor
-    alpha: torch.Tensor | None  # None: the image is opaque
-    original: Size  # as decoded (after EXIF rotation), before any resizing
-    capped: bool  # True when ``max_side`` made it smaller than asked
-
-    @property
-    def size(self) -> Size:
-        return self.rgb.shape[-1], self.rgb.shape[-2]
 
 
 def load(
@@ -233,23 +218,8 @@ def to_pil(x: torch.Tensor, alpha: torch.Tensor | Image.Image | None = None) -> 
 def read(
     src: str | Path, size: int | None, max_side: int | None = None, max_pixels: int = MAX_PIXELS
 ) -> torch.Tensor:
-    """Load + resize + to tensor, the common path of CLI, API and evaluation (alpha on white)."""
+    """Load + resize + to tensor (alpha on white): a file as the network sees it."""
     return to_tensor(resize(load(src, max_pixels=max_pixels), size, max_side))
-
-
-def decode(
-    src: str | Path | bytes | BinaryIO,
-    size: int | None = None,
-    max_side: int = MAX_SIDE,
-    max_pixels: int = MAX_PIXELS,
-    name: str | None = None,
-) -> Decoded:
-    """Load, fit to the output size (:func:`fit_content`: own size by default, longer side capped
-    at ``max_side``) and split into colour and alpha tensors of that size."""
-    rgb, alpha = load_rgba(src, name, max_pixels)
-    fitted, capped = fit_content(rgb, size, max_side)
-    a = None if alpha is None else to_tensor(resize_to(alpha, fitted.size))
-    return Decoded(to_tensor(fitted), a, rgb.size, capped)
 
 
 def format_for(path: str | Path, default: str = DEFAULT_FORMAT) -> str:

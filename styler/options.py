@@ -29,6 +29,22 @@ def _comma_list(kind: type) -> Callable[[str], tuple]:
     return parse
 
 
+def integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (a clear error, not a traceback later)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < low or (high is not None and v > high):
+            within = f"{low}…{high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {within}, not {v}")
+        return v
+
+    return parse
+
+
 def _default(f: Field) -> Any:
     if f.default_factory is not MISSING:
         return f.default_factory()

@@ -14,7 +14,6 @@ pairs and DistributedDataParallel averages gradients; only rank 0 writes.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -28,26 +27,25 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .config import LAYERS, TrainConfig
+from .config import ARCHITECTURE, LAYERS, TrainConfig
 from .curves import CsvLog, plot_run
 from .data import PairStream, fixed_pairs, list_images
 from .engine import Engine
 from .losses import Objective
 from .model import StyleNet
 from .net import ENCODER_LAYER
+from .split import read_split
 from .stages import ReconStage, StyleStage, style_loss
 from .targets import TargetCache
 from .vgg import VGG19
-
-STAGES = ("recon", "style")
 
 
 def holdout_names(split: str | None) -> tuple[set[str], set[str]]:
     """File names the evaluation keeps for itself, so training never sees them."""
     if not split:
         return set(), set()
-    d = json.loads(Path(split).read_text())
-    return set(d["content"]), set(d["style"])
+    s = read_split(split)
+    return set(s.content), set(s.style)
 
 
 def _distributed(engine: Engine) -> tuple[int, int]:
@@ -92,6 +90,7 @@ def train(cfg: TrainConfig) -> Path:
     step, elapsed = 0, 0.0
     ck = torch.load(ckpt_path, map_location=engine.device) if ckpt_path.exists() else None
     if ck:
+        _check_same_architecture(ckpt_path, ck["settings"]["training"], settings["training"])
         stages["recon"].load_state_dict(ck["recon"], strict=False)
         step, elapsed = ck["step"], ck["elapsed_s"]
         changed = {k: (v, settings["training"][k]) for k, v in ck["settings"]["training"].items()
@@ -109,7 +108,7 @@ def train(cfg: TrainConfig) -> Path:
     log = CsvLog(out / "log.csv", step) if rank == 0 else None
     held = CsvLog(out / "heldout.csv", step) if rank == 0 else None
     heldout = (
-        fixed_pairs(cfg.content_dir, cfg.style_dir, cfg.holdout, cfg.eval_pairs)
+        fixed_pairs(cfg.content_dir, cfg.style_dir, cfg.holdout, cfg.eval_pairs, cfg.size)
         if rank == 0 and cfg.holdout
         else None
     )
@@ -196,6 +195,14 @@ def train(cfg: TrainConfig) -> Path:
     if rank == 0 and not (out / "model.safetensors").exists():
         _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings)
     return out / "model.safetensors"
+
+
+def _check_same_architecture(path: Path, old: dict, new: dict) -> None:
+    """A run resumes only with the network it was trained with (else the weights do not fit)."""
+    differ = [f"--{k} {old.get(k)} (not {new[k]})" for k in ARCHITECTURE if old.get(k) != new[k]]
+    if differ:
+        raise ValueError(f"{path}: this run trains another network; resume it with "
+                         f"{', '.join(differ)}, or start a new run with another --out")  # fmt: skip
 
 
 def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, float]:

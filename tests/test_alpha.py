@@ -1,4 +1,4 @@
-"""Transparency kept: RGBA, LA, palette and tRNS inputs keep their alpha through load, decode
+"""Transparency kept: RGBA, LA, palette and tRNS inputs keep their alpha through load, read_content
 and save; JPEG output drops it on white, with a warning when it was not opaque."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import torch
 from core_helpers import pattern, pixels, saved
 from PIL import Image
 
-from styler.images import AlphaDropped, decode, load_rgba, save, to_pil
+from styler.images import AlphaDropped, load_rgba, save, to_pil
+from styler.params import Inputs
+from styler.pipeline import Limits, read_content
 
 
 def rgba_pattern(w: int, h: int) -> Image.Image:
@@ -52,24 +54,26 @@ def test_opaque_images_have_no_alpha(tmp_path):
     assert load_rgba(saved(opaque, tmp_path / "rgba.png"))[1] is None
 
 
-def test_decode_gives_colour_and_alpha_tensors_of_the_same_size(tmp_path):
+def test_a_content_gives_colour_and_alpha_tensors_of_the_same_size(tmp_path):
     path = saved(rgba_pattern(60, 40), tmp_path / "t.png")
-    d = decode(path)
+    d = read_content(("t.png", path), Inputs(size=0))
     assert d.rgb.shape == (1, 3, 40, 60) and d.alpha.shape == (1, 1, 40, 60)
-    assert d.size == d.original == (60, 40) and not d.capped
+    assert d.size == d.original == (60, 40) and d.scaled is None
     assert d.alpha[0, 0, 0, 0] == 0 and d.alpha[0, 0, 0, -1] == 1
-    small = decode(path.read_bytes(), size=20)
+    small = read_content(("t.png", path.read_bytes()), Inputs(size=20))
     assert small.rgb.shape == (1, 3, 20, 30) and small.alpha.shape == (1, 1, 20, 30)
-    assert small.original == (60, 40) and not small.capped
-    capped = decode(path, max_side=30)
-    assert capped.size == (30, 20) and capped.alpha.shape[-2:] == (20, 30) and capped.capped
-    assert decode(saved(pattern(8, 8), tmp_path / "o.jpg")).alpha is None
+    assert small.original == (60, 40) and small.scaled is None
+    capped = read_content(("t.png", path), Inputs(size=0), Limits(max_side=30))
+    assert capped.size == (30, 20) and capped.alpha.shape[-2:] == (20, 30)
+    assert capped.scaled == "60x40->30x20"
+    opaque = saved(pattern(16, 16), tmp_path / "o.jpg")
+    assert read_content(("o.jpg", opaque), Inputs(size=0)).alpha is None
 
 
 @pytest.mark.parametrize("suffix", [".png", ".webp"])
 def test_alpha_round_trips_through_png_and_webp(tmp_path, suffix):
     source = rgba_pattern(48, 32)
-    d = decode(saved(source, tmp_path / "in.png"))
+    d = read_content(("in.png", saved(source, tmp_path / "in.png")), Inputs(size=0))
     save(to_pil(d.rgb, d.alpha), tmp_path / f"out{suffix}")
     out = Image.open(tmp_path / f"out{suffix}")
     assert out.mode == "RGBA"

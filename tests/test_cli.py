@@ -158,6 +158,35 @@ def test_bad_options_exit_2_with_a_message(files, tmp_path, capsys, extra, fragm
     assert code == 2 and fragment in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "--sizes", "8"],
+        ["bench", "--solver-sizes", "0"],
+        ["bench", "--repeats", "0"],
+        ["bench", "--megapixels", "0"],
+    ],
+)
+def test_bench_checks_its_numbers_before_any_work(capsys, args):
+    code, _, err = run(args, capsys)
+    assert code == 2 and "error:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--port", "70000"],
+        ["serve", "--workers", "0"],
+        ["refine", "c.jpg", "s.jpg", "-o", "o.png", "--seed", "1"],  # no noise start: no seed
+        ["bench", "--style-scale", "2"],  # bench's pairs are random tensors
+    ],
+)
+def test_options_out_of_range_or_without_effect_are_argument_errors(capsys, args):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and "error:" in capsys.readouterr().err
+
+
 def test_argument_errors_exit_2(files, capsys):
     with pytest.raises(SystemExit) as e:
         main(["fast", str(files["content"])])  # no style, no -o

@@ -203,6 +203,33 @@ def test_holdout_names_read_the_evaluation_split(tmp_path):
     assert holdout_names(None) == (set(), set())
 
 
+@pytest.mark.parametrize(
+    "text", ['["b.png"]', '{"content": "b.png"}', '{"pairs": [["a"]]}', "{", "\xff"]
+)
+def test_a_malformed_split_is_one_error_naming_the_file(tmp_path, text):
+    split = tmp_path / "split.json"
+    split.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"split\.json: not a split file"):
+        holdout_names(str(split))
+    with pytest.raises(ValueError, match="split file not found"):
+        holdout_names(str(tmp_path / "none.json"))
+
+
+def test_resuming_with_another_network_names_the_settings_instead_of_crashing(tmp_path):
+    train(run_config(tmp_path, steps=2))
+    with pytest.raises(ValueError, match=r"--encoder lite \(not vgg\)"):
+        train(run_config(tmp_path, steps=3, encoder="vgg"))
+    assert torch.load(tmp_path / "run" / "checkpoint.pt")["step"] == 2  # the run is untouched
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("log_every", 0), ("eval_every", 0), ("ckpt_every", 0), ("threads", -1)]
+)
+def test_counts_that_would_crash_the_loop_are_refused_up_front(tmp_path, field, value):
+    with pytest.raises(ValueError, match=field):
+        run_config(tmp_path, **{field: value})
+
+
 def test_list_images_skips_held_out_and_non_image_files(tmp_path):
     folder = make_folder(tmp_path / "c", ["b.png", "a.JPG", "c.webp"])
     (folder / "notes.txt").write_text("not an image")
