@@ -124,7 +124,7 @@ COLUMNS = {"L": ".3f", "content": ".3f", "style_moments": ".4f", "style_gram": "
 
 
 def to_markdown(report: dict) -> str:
-    """The summary as a table: medians over pairs (L = content + 10 · style_moments)."""
+    """The summary as a table: medians over pairs (L is the shared objective of styler.losses)."""
     names = list(report["summary"])
     cols = [c for c in COLUMNS if any(c in report["summary"][n] for n in names)]
     head = f"{report['pairs']} held-out pairs at {report['size']} px, {report['precision']}"

@@ -39,8 +39,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import gallery_api, http
-from .config import DEFAULT_FORMAT, LossConfig
-from .forms import MAX_STYLES, OUTPUT_FORMATS, Images, Svc, about, multipart, typed
+from .config import DEFAULT_FORMAT, FORMATS, LossConfig
+from .forms import MAX_STYLES, Images, Svc, about, multipart, typed
 from .http import ApiError, bad_parameter, busy
 from .images import MEDIA_TYPES
 from .jobs import FINISHED, Job
@@ -105,7 +105,7 @@ def info(svc: Svc) -> dict[str, Any]:
         "load": {"inferences": svc.limiter.pending, "jobs_waiting": svc.pool.waiting},
         "cache": {"max_mb": svc.settings.cache_mb, "styles": len(svc.stats.codes),
                   "contents": len(svc.stats.encodings)},
-        "formats": list(OUTPUT_FORMATS),
+        "formats": list(FORMATS),
         "default_format": DEFAULT_FORMAT,
         "solver": {
             "optimizers": list(_field_choices("optimizer")), "inits": list(_field_choices("init")),

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from .config import IMAGE_SUFFIXES
+
 if TYPE_CHECKING:
     import torch
 
@@ -21,7 +23,6 @@ if TYPE_CHECKING:
     from .params import FastRequest
     from .pipeline import Content
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 _GLOB = ("*", "?", "[")
 
 
@@ -183,9 +184,7 @@ def _one(a: argparse.Namespace, req: FastRequest, path: Path,
     """One content to ``-o``: every input judged before the model loads; a bad one is an error."""
     from . import images, pipeline
 
-    images.format_for(a.output)
-    if Path(a.output).resolve() in {p.resolve() for p in (path, *(p for _, p in styles))}:
-        raise ValueError(f"{a.output}: is an input image; choose another output name")
+    images.check_output(a.output, [path, *(p for _, p in styles)])
     content = pipeline.read_content((str(path), path), req)
     stylist = _stylist(a, req, styles)
     if content.scaled:

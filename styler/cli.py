@@ -30,7 +30,7 @@ from .commands import (
     cmd_styles,
     cmd_train,
 )
-from .config import DEFAULT_FORMAT, TrainConfig
+from .config import DEFAULT_FORMAT, FORMATS, FORMATS_TEXT, TrainConfig
 from .options import add_options, integer
 from .params import REFINE_ITERS, EvalConfig, FastRequest, Inputs, SolveRequest
 
@@ -40,7 +40,7 @@ STYLE_HELP = "style image: a file or a preset id (see `styler styles`)"
 def _add_io(p: argparse.ArgumentParser, many_styles: bool = True) -> None:
     p.add_argument("content", type=Path, help="content photo (JPEG, PNG, WebP, …)")
     p.add_argument("style", nargs="+" if many_styles else 1, help=STYLE_HELP)
-    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .webp)")
+    p.add_argument("-o", "--output", required=True, help=f"output image ({FORMATS_TEXT})")
     _add_runtime(p)
 
 
@@ -78,12 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-s", "--style", action="append", help=f"{STYLE_HELP}; repeat to mix "
                    "styles; then every IMAGE is a content")  # fmt: skip
     out = p.add_mutually_exclusive_group(required=True)
-    out.add_argument("-o", "--output", help="output image (.png, .jpg or .webp)")
+    out.add_argument("-o", "--output", help=f"output image ({FORMATS_TEXT})")
     out.add_argument("--out-dir", help="folder for the outputs, NAME.FORMAT each (never "
                      "over an input: NAME-styled then)")  # fmt: skip
     p.add_argument(
         "--format",
-        choices=("png", "jpg", "webp"),
+        choices=tuple(FORMATS),
         default=DEFAULT_FORMAT,
         help=f"output type with --out-dir (default {DEFAULT_FORMAT}, which keeps transparency)",
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
@@ -24,10 +23,8 @@ def _run_context(a: argparse.Namespace, req: Any) -> tuple[Any, Any]:
     """The engine and the decoded (content, styles), checked before any work starts."""
     from . import gallery, images, pipeline
 
-    images.format_for(a.output)
     styles = [(s, gallery.resolve_style(s)) for s in a.style]
-    if Path(a.output).resolve() in {p.resolve() for p in (a.content, *(p for _, p in styles))}:
-        raise UsageError(f"{a.output}: is an input image; choose another output name")
+    images.check_output(a.output, [a.content, *(p for _, p in styles)])
     engine = pipeline.engine_for(req, a.device)
     content = (str(a.content), a.content)
     return engine, pipeline.read_pair(content, styles, req, engine.device)

@@ -35,6 +35,11 @@ DEFAULT_PRECISION = PRECISIONS[0]
 ARCHITECTURE = ("encoder", "transform", "skips", "blocks")  # the settings that shape f_θ
 MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M parameters)
 PRECISION_HELP = "network precision; auto: bf16 where native and measured faster, else fp32"
+# Files a folder argument contributes (training folders, batch inputs); other files are skipped
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# Output types by name (a file suffix or the API's format field) and their Pillow format
+FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
+FORMATS_TEXT = "png, jpg (or jpeg) or webp"
 DEFAULT_FORMAT = "png"  # output type when none is asked for (PNG keeps transparency)
 
 

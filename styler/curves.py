@@ -69,7 +69,7 @@ def plot_run(out: Path) -> None:
         if held:
             ax.plot([int(r["step"]) for r in held], [float(r[key]) for r in held], "o-",
                     ms=3, label=f"held-out {'L' if key == 'total' else key}")  # fmt: skip
-    axes[1].set_title("held-out L (content + 10·style)")
+    axes[1].set_title("held-out L and its terms (content, style)")
     axes[2].set_title("held-out reconstruction loss")
     for ax in axes:
         ax.set_yscale("log")

@@ -10,10 +10,9 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .config import IMAGE_SUFFIXES
 from .images import ImageError, load, to_tensor
 from .split import read_split
-
-SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def list_images(folder: str | Path, exclude: set[str] | frozenset[str] = frozenset()) -> list[Path]:
@@ -22,7 +21,7 @@ def list_images(folder: str | Path, exclude: set[str] | frozenset[str] = frozens
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a directory")
     files = sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and p.name not in exclude
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in exclude
     )
     if not files:
         raise FileNotFoundError(f"{folder}: no images (.jpg, .png, .webp …) found")

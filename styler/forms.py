@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, File, Form, Request, UploadFile
 
-from .config import DEFAULT_FORMAT
+from .config import DEFAULT_FORMAT, FORMATS, FORMATS_TEXT
 from .function import normalize_weights
 from .http import ApiError, bad_parameter
 from .memo import StyleSource
@@ -17,7 +17,6 @@ from .params import SIZE, FastRequest
 from .service import Service
 
 MAX_STYLES = 4
-OUTPUT_FORMATS = ("png", "jpeg", "webp")
 _FAST = FastRequest()
 
 
@@ -118,13 +117,13 @@ async def _uploads(
     format: Annotated[
         str,
         Form(
-            description="output format: png, jpeg or webp (PNG and WebP "
-            "keep the content's transparency)"
+            description=f"output format: {FORMATS_TEXT} (PNG and WebP keep the content's "
+            "transparency)"
         ),
     ] = DEFAULT_FORMAT,
 ) -> Uploads:
-    if format.lower() not in OUTPUT_FORMATS:
-        message = f"output format {format!r} is not supported (use png, jpeg or webp)"
+    if format.lower() not in FORMATS:
+        message = f"output format {format!r} is not supported (use {FORMATS_TEXT})"
         raise ApiError(415, "unsupported_media_type", message)
     if size is not None and size > svc.settings.max_size:
         raise bad_parameter(f"size {size} is over this server's limit of {svc.settings.max_size}")

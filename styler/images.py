@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import DEFAULT_FORMAT
+from .config import DEFAULT_FORMAT, FORMATS, FORMATS_TEXT
 from .files import atomic_write
 
 # The one pixel cap of styler (CLI, API, training data, style gallery): an image with more pixels
@@ -28,8 +29,7 @@ MAX_PIXELS = 40_000_000
 # Longest side of an image styler works on and writes by default (the CLI's cap): larger inputs are
 # scaled down to it, and the caller says so. 4096² is 16.8 Mpx (the tiled path's target).
 MAX_SIDE = 4096
-MIN_STYLE_SIDE = 64  # the style's shorter side never goes below this, whatever --style-scale says
-FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP"}
+MIN_STYLE_SIDE = 64  # the style's shorter side stays above this (unless MAX_SIDE caps a long one)
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 ALPHA_FORMATS = {"PNG", "WEBP"}  # output formats that keep transparency
 # zlib level 1: a 767×512 result is written in 35 ms instead of 177 (level 6), 14 % larger
@@ -226,8 +226,16 @@ def format_for(path: str | Path, default: str = DEFAULT_FORMAT) -> str:
     """The Pillow format for an output path's suffix, or an :class:`ImageError` naming it."""
     suffix = Path(path).suffix.lower().lstrip(".") or default
     if suffix not in FORMATS:
-        raise ImageError(f"{path}: unsupported output type .{suffix} (use .png, .jpg or .webp)")
+        raise ImageError(f"{path}: unsupported output type .{suffix} (use {FORMATS_TEXT})")
     return FORMATS[suffix]
+
+
+def check_output(path: str | Path, inputs: Iterable[str | Path]) -> str:
+    """The output's Pillow format, once it is known not to overwrite one of ``inputs``."""
+    fmt = format_for(path)
+    if Path(path).resolve() in {Path(p).resolve() for p in inputs}:
+        raise ImageError(f"{path}: is an input image; choose another output name")
+    return fmt
 
 
 def encode(im: Image.Image, fmt: str) -> bytes:

@@ -1,4 +1,4 @@
-"""Durable background jobs for the solver: an SQLite record of every job and a pool of threads.
+"""Durable background jobs for the solver: an SQLite record of every job (threads: workers.py).
 
 The database (one file, stdlib ``sqlite3``) holds each job's typed request (JSON), its input
 images, status, progress, latest preview, the latest checkpoint (image + step), a cancel flag and,

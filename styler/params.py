@@ -21,6 +21,7 @@ REFINE_ITERS = 20  # solver iterations after f_θ (`refine`)
 MIN_SIDE = 16  # smallest side f_θ and the VGG can work with (three 2× poolings)
 INITS = ("content", "noise", "fast")
 OPTIMIZERS = ("lbfgs", "adam")
+LR = {"lbfgs": 1.0, "adam": 0.02}  # the solver's step size when none is given
 
 
 def _opt(default: Any, text: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -92,7 +93,9 @@ class SolveRequest(Inputs):
     init: str = _opt("content", "start image: the content, noise, or f_θ's output", INITS)
     iters: int = _opt(ITERS, "solver iterations")
     optimizer: str = _opt("lbfgs", "L-BFGS or Adam", OPTIMIZERS)
-    lr: float | None = _opt(None, "step size (default: 1 for L-BFGS, 0.02 for Adam)")
+    lr: float | None = _opt(
+        None, f"step size (default: {LR['lbfgs']:g} for L-BFGS, {LR['adam']:g} for Adam)"
+    )
     seed: int = _opt(0, "seed of the noise start image")
     coarse: bool = _opt(True, "solve at half size first (from 256 px up), then at full size")
     loss: LossConfig = field(default_factory=LossConfig)

@@ -31,7 +31,7 @@ from .workers import Run, WorkerPool
 log = logging.getLogger("styler.service")
 
 PREVIEW_SIDE = 256
-PREVIEWS = 25  # previews per job, about
+PREVIEWS = 25  # previews per job at least (and one every CHECKPOINT_EVERY iterations)
 CHECKPOINT_EVERY = 10  # iterations at most between two checkpoints of a running job
 LOSS_TERMS = ("total", "content", "style", "style_moments", "style_gram", "tv")
 

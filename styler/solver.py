@@ -21,9 +21,8 @@ from torch.nn import functional as F
 
 from .engine import Engine
 from .losses import Objective, Targets
+from .params import ITERS, LR, OPTIMIZERS
 
-OPTIMIZERS = ("lbfgs", "adam")
-INITS = ("content", "noise")
 LBFGS_EVALS = 4
 COARSE_SHARE = 0.5  # of the iterations spent at half size by solve_pair
 COARSE_MIN_SIDE = 128  # below this shorter side a half-size stage is not worth it
@@ -64,14 +63,14 @@ def initial_image(init: str | torch.Tensor, content: torch.Tensor, seed: int = 0
     if init == "noise":
         g = torch.Generator().manual_seed(seed)
         return torch.rand(content.shape, generator=g).to(content)
-    raise ValueError(f"init must be one of {INITS} or an image tensor, not {init!r}")
+    raise ValueError(f"init must be 'content', 'noise' or an image tensor, not {init!r}")
 
 
 def solve(
     objective: Objective,
     content: torch.Tensor,
     targets: Targets,
-    iters: int = 300,
+    iters: int = ITERS,
     optimizer: str = "lbfgs",
     init: str | torch.Tensor = "content",
     lr: float | None = None,
@@ -93,10 +92,10 @@ def solve(
     total = first_step + iters if total is None else total
     x = initial_image(init, content, seed).requires_grad_(True)
     if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS([x], lr=lr or 1.0, max_iter=1, max_eval=LBFGS_EVALS,
+        opt = torch.optim.LBFGS([x], lr=lr or LR[optimizer], max_iter=1, max_eval=LBFGS_EVALS,
                                 history_size=50, line_search_fn="strong_wolfe")  # fmt: skip
     else:
-        opt = torch.optim.Adam([x], lr=lr or 0.02)
+        opt = torch.optim.Adam([x], lr=lr or LR[optimizer])
     last: dict[str, float] = {}
 
     def evaluate(grad: bool) -> torch.Tensor:
@@ -138,7 +137,7 @@ def solve_pair(
     content: torch.Tensor,
     styles: list[torch.Tensor],
     weights: list[float] | None = None,
-    iters: int = 300,
+    iters: int = ITERS,
     init: str | torch.Tensor = "content",
     *,
     first_step: int = 0,
