@@ -24,10 +24,11 @@ import torch
 from styler import images, pipeline
 from styler.engine import Engine
 from styler.evaluate import first_reach, load_pairs
-from styler.params import FastRequest, SolveRequest
+from styler.params import SHEET_HEIGHT, SIZE, FastRequest, SolveRequest
 from styler.report import sheet
 
 TERMS = ("total", "content", "style_moments", "style_gram")
+SOLVER_CACHE = Path("eval/results/solver-cache")  # also solver_curves.py's
 
 
 def reference_paths(cache: Path, key: str, at: int) -> tuple[Path, Path, Path]:
@@ -160,18 +161,18 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=4)
     p.add_argument("--skip", type=int, default=0, help="start after this many pairs (to split "
                    "the reference solves over processes sharing --cache)")  # fmt: skip
-    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--size", type=int, default=SIZE)
     p.add_argument("--iters", type=int, default=200, help="solver iterations of the reference")
     p.add_argument("--ratio-at", type=int, default=100, help="the reference's iteration for ratios")
     p.add_argument("--refine", type=int, default=20, help="refinement iterations after f_θ")
     p.add_argument("--refine-coarse", action=argparse.BooleanOptionalAction,
                    default=SolveRequest().coarse, help="refine coarse to fine, as `styler "
                    "refine` does by default (--no-refine-coarse: all at full size)")  # fmt: skip
-    p.add_argument("--cache", type=Path, default=Path("eval/results/solver-cache"))
-    p.add_argument("--bench", type=int, default=512)
+    p.add_argument("--cache", type=Path, default=SOLVER_CACHE)
+    p.add_argument("--bench", type=int, default=SIZE)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-latency", action="store_true")
-    p.add_argument("--sheet-height", type=int, default=256, help="rows' height in the sheet")
+    p.add_argument("--sheet-height", type=int, default=SHEET_HEIGHT, help="rows' height")
     a = p.parse_args()
     engine = Engine.create("cpu", "auto")
     models = {n: pipeline.load_model(w, engine) for n, w in (m.split("=", 1) for m in a.model)}

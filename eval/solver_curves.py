@@ -27,13 +27,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from designs import TERMS, reference_key, write_reference
+from designs import SOLVER_CACHE, TERMS, reference_key, write_reference
 from torch.nn import functional as F
 
 from styler import pipeline
 from styler.engine import Engine
 from styler.evaluate import first_reach, load_pairs
-from styler.params import SolveRequest
+from styler.params import ITERS, SIZE, SolveRequest
 
 
 def setups() -> dict[str, tuple[str, bool]]:
@@ -82,13 +82,13 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--pairs", type=int, default=1)
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--iters", type=int, default=300)
+    p.add_argument("--size", type=int, default=SIZE)
+    p.add_argument("--iters", type=int, default=ITERS)
     p.add_argument("--every", type=int, default=10)
     p.add_argument(
         "--cache",
         type=Path,
-        default=Path("eval/results/solver-cache"),
+        default=SOLVER_CACHE,
         help="designs.py's reference cache, where the previous set-up's run goes",
     )
     p.add_argument("--reference-iters", type=int, default=200, help="its length there")

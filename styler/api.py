@@ -45,7 +45,7 @@ from .http import ApiError, bad_parameter, busy
 from .images import MEDIA_TYPES
 from .jobs import FINISHED, Job
 from .model import StyleNet
-from .params import FastRequest, SolveRequest
+from .params import FastRequest, JobSpec, SolveRequest
 from .service import Service
 from .settings import Settings
 from .workers import QueueFull
@@ -175,11 +175,10 @@ async def create_job(
     if svc.pool.full():  # before the decoding work
         raise busy("the job queue is full; please try again later")
     pair = await asyncio.to_thread(svc.read, up.inputs, req)  # every image judged now
-    output_size = list(pair.content.shape[-2:][::-1])
-    params = {**req.to_dict(), "format": up.format, "output_size": output_size,
-              "scaled": pair.scaled}  # fmt: skip
+    height, width = pair.content.shape[-2:]
+    spec = JobSpec(req, up.format, (width, height), pair.scaled)
     try:
-        job = svc.pool.submit(params, req.iters, up.inputs)
+        job = svc.pool.submit(spec.to_dict(), req.iters, up.inputs)
     except QueueFull:
         raise busy("the job queue is full; please try again later") from None
     headers = {"Location": f"/v1/jobs/{job.id}"}

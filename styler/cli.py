@@ -30,9 +30,9 @@ from .commands import (
     cmd_styles,
     cmd_train,
 )
-from .config import DEFAULT_FORMAT, FORMATS, FORMATS_TEXT, TrainConfig
+from .config import DEFAULT_DEVICE, DEFAULT_FORMAT, DEVICE_HELP, FORMATS, FORMATS_TEXT, TrainConfig
 from .options import add_options, integer
-from .params import REFINE_ITERS, EvalConfig, FastRequest, Inputs, SolveRequest
+from .params import REFINE_ITERS, SHEET_HEIGHT, EvalConfig, FastRequest, Inputs, SolveRequest
 
 STYLE_HELP = "style image: a file or a preset id (see `styler styles`)"
 
@@ -45,7 +45,7 @@ def _add_io(p: argparse.ArgumentParser, many_styles: bool = True) -> None:
 
 
 def _add_runtime(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda if available)")
+    p.add_argument("--device", default=DEFAULT_DEVICE, help=DEVICE_HELP)
     p.add_argument("--weights", type=Path, help="f_θ model file (default: the shipped model)")
 
 
@@ -127,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_io(p, many_styles=False)
     add_options(p, SolveRequest, skip=("init", "seed", "style_weights"))
-    p.add_argument("--sheet-height", type=int, default=256,
-                   help="height of each tile in the sheet (default 256)")  # fmt: skip
+    p.add_argument("--sheet-height", type=int, default=SHEET_HEIGHT,
+                   help=f"height of each tile in the sheet (default {SHEET_HEIGHT})")  # fmt: skip
 
     p = command(
         "train",

@@ -30,6 +30,9 @@ LAYERS = _layer_names()
 STYLE_KINDS = ("moments", "gram")
 ENCODERS = ("lite", "vgg")
 TRANSFORMS = ("wct", "adain")
+DEVICES = ("auto", "cpu", "cuda")  # "cuda:N" too
+DEFAULT_DEVICE = DEVICES[0]
+DEVICE_HELP = "cpu, cuda (cuda:N) or auto: cuda if available"
 PRECISIONS = ("auto", "bf16", "fp32")
 DEFAULT_PRECISION = PRECISIONS[0]
 ARCHITECTURE = ("encoder", "transform", "skips", "blocks")  # the settings that shape f_θ
@@ -139,7 +142,7 @@ class TrainConfig:
         default_factory=default_split,
         **_help("JSON split of file names training must not see (default: styler's own)"),
     )
-    device: str = field(default="auto", **_help("cpu, cuda or auto"))
+    device: str = field(default=DEFAULT_DEVICE, **_help(DEVICE_HELP))
     precision: str = field(default=DEFAULT_PRECISION, **_help(PRECISION_HELP, PRECISIONS))
     threads: int = field(default=0, **_help("torch threads; 0 = torch's default"))
     workers: int = field(default=0, **_help("data-loading processes (0: in the trainer)"))

@@ -210,17 +210,17 @@ def _read(conn: socket.socket) -> dict:
 
 
 def _warm_up() -> None:
-    """Import what ``fast`` uses and run the shipped model at 512² (twice: the kernels settle on
-    the second run), so a first call at that size is already warm."""
+    """Import what ``fast`` uses and run the shipped model at the default size (twice: the kernels
+    settle on the second run), so a first call at that size is already warm."""
     import torch
 
     from . import pipeline
-    from .params import FastRequest
+    from .params import SIZE, FastRequest
 
     req = FastRequest()
     engine = pipeline.engine_for(req)
     model = pipeline.load_model(None, engine)
-    pair = pipeline.Pair(torch.rand(1, 3, 512, 512), [torch.rand(1, 3, 512, 512)], [1.0])
+    pair = pipeline.Pair(torch.rand(1, 3, SIZE, SIZE), [torch.rand(1, 3, SIZE, SIZE)], [1.0])
     for _ in range(2):
         pipeline.stylize(model, engine, pair, req)
 

@@ -25,10 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import PRECISIONS
+from .config import DEFAULT_DEVICE, DEFAULT_PRECISION, DEVICES, PRECISIONS
 from .files import atomic_write, cache_dir
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def _cpuinfo(field: str) -> str:
@@ -107,7 +105,7 @@ def cpu_prefers_bf16() -> bool:
     return verdicts[key] >= BF16_MIN_SPEEDUP
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: str = DEFAULT_DEVICE) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -125,7 +123,7 @@ class Engine:
     precision: str
 
     @classmethod
-    def create(cls, device: str = "auto", precision: str = "auto") -> Engine:
+    def create(cls, device: str = DEFAULT_DEVICE, precision: str = DEFAULT_PRECISION) -> Engine:
         dev = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")

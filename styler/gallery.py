@@ -120,10 +120,12 @@ class StyleStore:
     def __init__(
         self,
         root: Path,
-        max_bytes: int = 20 * 2**20,
-        retention_s: float = 7 * 86400.0,
+        *,
+        max_bytes: int,
+        retention_s: float,
         max_pixels: int = images.MAX_PIXELS,
     ) -> None:
+        """The limits are the server's settings (settings.py), passed in by the service."""
         self.root, self.max_bytes = Path(root), max_bytes
         self.retention_s, self.max_pixels = retention_s, max_pixels
         (self.root / "uploads").mkdir(parents=True, exist_ok=True)

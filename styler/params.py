@@ -13,11 +13,19 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, LossConfig
+from .config import (
+    DEFAULT_DEVICE,
+    DEFAULT_PRECISION,
+    DEVICE_HELP,
+    PRECISION_HELP,
+    PRECISIONS,
+    LossConfig,
+)
 
 SIZE = 512  # shorter side in pixels of content and style
 ITERS = 300  # solver iterations of `slow`, `compare` and an API job
 REFINE_ITERS = 20  # solver iterations after f_θ (`refine`)
+SHEET_HEIGHT = 256  # px, the rows of a contact sheet (`compare`, eval/designs.py)
 MIN_SIDE = 16  # smallest side f_θ and the VGG can work with (three 2× poolings)
 INITS = ("content", "noise", "fast")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -110,6 +118,26 @@ class SolveRequest(Inputs):
             raise ValueError(f"lr must be a positive number, not {self.lr}")
 
 
+@dataclass(frozen=True)
+class JobSpec:
+    """A solver job as the server stores it: flat JSON (the API's ``params``), the request's
+    fields next to the output's."""
+
+    request: SolveRequest
+    format: str  # of the result, a key of config.FORMATS
+    output_size: tuple[int, int]  # width, height of the result
+    scaled: str | None = None  # how a server limit scaled the content down, if one did
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"format": self.format, "output_size": list(self.output_size), "scaled": self.scaled}
+        return {**self.request.to_dict(), **out}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
+        width, height = d["output_size"]
+        return cls(SolveRequest.from_dict(d), d["format"], (width, height), d.get("scaled"))
+
+
 # Sized for a busy 2-core CPU, where one L-BFGS iteration at 128 px takes 2–5 s: 3 × 35 iterations.
 QUICK = {"size": 128, "pairs": 3, "iters": (0, 5, 10, 25), "refine": (5, 10)}
 
@@ -131,7 +159,7 @@ class EvalConfig:
     iters: tuple[int, ...] = _opt((0, 10, 25, 50, 100, 200, 400), "solver checkpoints K")
     refine: tuple[int, ...] = _opt((5, 10, 25, 50), "refinement steps R after f_θ")
     quick: bool = _opt(False, "a small subset (3 pairs at 128 px, K ≤ 25) for a CPU; options win")
-    device: str = _opt("auto", "cpu, cuda or auto")
+    device: str = _opt(DEFAULT_DEVICE, DEVICE_HELP)
     precision: str = _opt(DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS)
     seed: int = _opt(0, "torch seed, for repeatable figures")
 

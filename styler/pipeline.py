@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from . import images
+from .config import DEFAULT_DEVICE
 from .engine import Engine
 from .function import StyleCode, normalize_weights
 from .images import ImageError
@@ -116,7 +117,7 @@ def read_pair(
     return Pair(c.rgb.to(device), [s.to(device) for s in fitted], weights, c.alpha, c.scaled)
 
 
-def engine_for(req: Inputs, device: str = "auto") -> Engine:
+def engine_for(req: Inputs, device: str = DEFAULT_DEVICE) -> Engine:
     return Engine.create(device, req.precision)
 
 

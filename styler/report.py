@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from .evaluate import PairRun
 from .images import resize_to, save, to_pil
+from .params import SHEET_HEIGHT
 
 THUMB = 192
 
@@ -135,7 +136,7 @@ def contact_sheet(runs: list[PairRun], labels: list[str], path: Path) -> None:
 
 
 def sheet(
-    rows: list[list[Image.Image]], labels: list[str] | None = None, height: int = 256
+    rows: list[list[Image.Image]], labels: list[str] | None = None, height: int = SHEET_HEIGHT
 ) -> Image.Image:
     """A contact sheet: each row of images scaled to ``height``, with optional column labels."""
     scaled = [

@@ -23,7 +23,7 @@ from .jobs import JobStore
 from .losses import LossConfig, Objective
 from .memo import Stats, StyleSource, result_header
 from .model import DEFAULT_WEIGHTS, StyleNet
-from .params import FastRequest, SolveRequest
+from .params import FastRequest, JobSpec, SolveRequest
 from .settings import Settings
 from .solver import Progress
 from .workers import Run, WorkerPool
@@ -67,8 +67,12 @@ class Service:
         self.limiter = Limiter(s.max_inferences, s.max_waiting)
         retention_s = s.job_retention_days * 86400
         self.store = JobStore(Path(s.data_dir) / "jobs.sqlite3", retention_s=retention_s)
-        self.styles = StyleStore(Path(s.data_dir) / "styles", s.max_upload_bytes, retention_s,
-                                 s.max_pixels)  # fmt: skip
+        self.styles = StyleStore(
+            Path(s.data_dir) / "styles",
+            max_bytes=s.max_upload_bytes,
+            retention_s=retention_s,
+            max_pixels=s.max_pixels,
+        )
         self.styles.prune()
         self.stats = Stats(s.cache_mb * 2**20, self.styles)
         self.pool = WorkerPool(self.store, self.run_job, s.job_workers, s.job_queue)
@@ -150,7 +154,8 @@ class Service:
         engine = self.engine
         if engine is None:
             raise ValueError(self.model_error or "the server could not start its engine")
-        req = SolveRequest.from_dict(run.job.params)
+        spec = JobSpec.from_dict(run.job.params)
+        req = spec.request
         if req.init == "fast" and self.model is None:
             raise ValueError(self.model_error or "no model")
         pair = self.read(run.inputs, req)
@@ -179,8 +184,7 @@ class Service:
             objective=self._objective(req.loss, engine),
             callback=callback,
         )
-        fmt = run.job.params["format"]
-        return None if stopped else pipeline.encode(result.image, fmt, pair.alpha)
+        return None if stopped else pipeline.encode(result.image, spec.format, pair.alpha)
 
 
 def _state(x: torch.Tensor) -> bytes:

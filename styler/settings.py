@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .config import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS
+from .config import DEFAULT_DEVICE, DEFAULT_PRECISION, DEVICE_HELP, PRECISION_HELP, PRECISIONS
 from .images import MAX_PIXELS
 
 
@@ -18,7 +18,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("styler-data"), description="folder of the jobs and styles")
     weights: Path | None = Field(None, description="f_θ model file; default: the shipped model")
-    device: str = Field("auto", description="auto (cuda if available), cpu, cuda, cuda:1 …")
+    device: str = Field(DEFAULT_DEVICE, description=DEVICE_HELP)
     precision: Literal[PRECISIONS] = Field(DEFAULT_PRECISION, description=PRECISION_HELP)
     threads: NonNegativeInt = Field(0, description="torch CPU threads; 0: torch's default")
     max_upload_bytes: PositiveInt = Field(20 * 2**20, description="a whole request body")

@@ -30,7 +30,8 @@ def test_health_ready_info_page_docs(api_client):
         page = c.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert 'id="stylize-btn"' in page.text
-        assert c.get("/app.js").status_code == 200 and c.get("/style.css").status_code == 200
+        for name in ("app.js", "common.js", "inputs.js", "style.css"):
+            assert c.get(f"/{name}").status_code == 200, name
         assert c.get("/docs").status_code == 200
         paths = set(c.get("/openapi.json").json()["paths"])
         job = "/v1/jobs/{job_id}"

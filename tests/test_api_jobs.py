@@ -12,7 +12,7 @@ import torch
 from api_helpers import decode, error_of, events, files_of, job_status, submit
 
 from styler.jobs import JobStore
-from styler.params import SolveRequest
+from styler.params import JobSpec, SolveRequest
 from styler.service import _state
 
 # ---- jobs ----
@@ -136,7 +136,7 @@ def test_restart_keeps_results_and_resumes_unfinished_jobs(api_client, api_image
     # an older styler that kept no inputs, and one running in another live server process.
     store = JobStore(data / "jobs.sqlite3")
     inputs = [("content 'c.png'", api_images["content"]), ("style 's.jpg'", api_images["style"])]
-    params = {**SolveRequest(size=32, iters=4).to_dict(), "format": "png"}
+    params = JobSpec(SolveRequest(size=32, iters=4), "png", (43, 32)).to_dict()
     crashed, queued = store.add(params, 4, inputs), store.add(params, 4, inputs)
     legacy, elsewhere = store.add({"iters": 4}, 4, []), store.add(params, 4, inputs)
     for j in (crashed, legacy, elsewhere):

@@ -16,6 +16,8 @@ from PIL import Image
 from styler import images
 from styler.gallery import THUMB_SIDE, PresetReadOnly, StyleNotFound, StyleStore, list_presets
 
+LIMITS = {"max_bytes": 100_000, "retention_s": 3600.0}
+
 
 def jpeg(w: int = 64, h: int = 48, seed: int = 0) -> bytes:
     buf = io.BytesIO()
@@ -29,7 +31,7 @@ def leftovers(store: StyleStore) -> list[str]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> StyleStore:
-    return StyleStore(tmp_path / "styles", max_bytes=100_000, retention_s=3600)
+    return StyleStore(tmp_path / "styles", **LIMITS)
 
 
 def test_add_stores_the_original_and_a_thumbnail(store):
@@ -68,7 +70,7 @@ def test_list_shows_the_presets_first_then_the_uploads_oldest_first(store):
     ],
 )
 def test_bad_uploads_are_refused_naming_the_upload_and_leave_nothing(tmp_path, data, error, says):
-    store = StyleStore(tmp_path, max_bytes=100_000, max_pixels=100_000)
+    store = StyleStore(tmp_path, **LIMITS, max_pixels=100_000)
     with pytest.raises(error, match=says) as err:
         store.add(data, "upload.jpg")
     assert str(err.value).startswith("upload.jpg: ")
@@ -150,7 +152,7 @@ def test_codes_of_a_deleted_style_are_refused(store):
 
 
 def test_concurrent_adds_deletes_and_lists_stay_consistent(tmp_path):
-    stores = [StyleStore(tmp_path) for _ in range(4)]  # several "workers" sharing one root
+    stores = [StyleStore(tmp_path, **LIMITS) for _ in range(4)]  # "workers" sharing one root
     data = [jpeg(seed=i) for i in range(4)]
 
     def work(i: int) -> list[str]:
@@ -165,6 +167,6 @@ def test_concurrent_adds_deletes_and_lists_stay_consistent(tmp_path):
     with ThreadPoolExecutor(4) as pool:
         added = [sid for ids in pool.map(work, range(4)) for sid in ids]  # re-raises failures
     assert len(set(added)) == 40
-    kept = [e for e in StyleStore(tmp_path).list() if not e.preset]
+    kept = [e for e in StyleStore(tmp_path, **LIMITS).list() if not e.preset]
     assert len(kept) == 20 and {e.name for e in kept} == {f"kept {i}" for i in range(4)}
     assert [p.name for p in tmp_path.rglob("*") if p.name.startswith(".")] == []

@@ -39,7 +39,7 @@ def run(installed: dict, *args: str) -> subprocess.CompletedProcess:
 def test_the_installed_package_is_used_and_has_its_data(installed):
     code = "import styler, importlib.resources as r; print(styler.__file__); " \
            "print(all((r.files('styler') / p).is_file() for p in ('web/index.html', " \
-           "'web/app.js', 'split.json')))"  # fmt: skip
+           "'web/app.js', 'web/common.js', 'web/inputs.js', 'split.json')))"  # fmt: skip
     proc = run(installed, "-c", code)
     path, data = proc.stdout.split()
     assert path.startswith(str(installed["target"])) and data == "True", proc.stderr

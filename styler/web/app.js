@@ -1,189 +1,10 @@
 // styler's web page: a photo and a style of the gallery (presets and uploads), stylized with f_θ at
 // the photo's own size; moving a slider re-renders from the server's statistics cache; then refine
-// with a solver job followed over SSE.
+// with a solver job followed over SSE. This file renders and refines, and starts the page; it runs
+// after common.js (shared state and requests) and inputs.js (choosing the images).
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-const state = {
-  content: null, styleId: null, limits: {}, resultUrl: null, job: null, events: null,
-  rendering: false, again: false, timer: null, defaults: false,
-};
 const RERENDER_MS = 250; // a slider's re-render waits until it has rested this long
-
-const mb = (bytes) => (bytes < 2 ** 20 ? `${Math.ceil(bytes / 1024)} kB` : `${(bytes / 2 ** 20).toFixed(1)} MB`);
-
-function showMessage(text, kind = "error") {
-  const box = $("message");
-  box.textContent = text;
-  box.className = `message ${kind}`;
-  box.hidden = !text;
-}
-
-// The API answers every error as {"error": {"code", "message"}}; show its message.
-async function errorText(response) {
-  try {
-    const body = await response.json();
-    return body.error.message;
-  } catch {
-    return `The server answered ${response.status} ${response.statusText}.`;
-  }
-}
-
-// fetch, or null (with the reason shown) when the server cannot be reached.
-async function send(url, options) {
-  try {
-    return await fetch(url, options);
-  } catch (e) {
-    showMessage(`Could not reach the server (${e.message}).`);
-    return null;
-  }
-}
-
-// ---- choosing images ----
-
-function setupDrop(role) {
-  const drop = $(`${role}-drop`);
-  const input = $(`${role}-input`);
-  drop.addEventListener("click", () => input.click());
-  drop.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" || e.key === " ") {
-      e.preventDefault();
-      input.click();
-    }
-  });
-  const chosen = role === "content" ? pickContent : uploadStyle;
-  input.addEventListener("change", () => input.files[0] && chosen(input.files[0]));
-  for (const type of ["dragenter", "dragover"]) {
-    drop.addEventListener(type, (e) => {
-      e.preventDefault();
-      drop.classList.add("over");
-    });
-  }
-  for (const type of ["dragleave", "drop"]) {
-    drop.addEventListener(type, (e) => {
-      e.preventDefault();
-      drop.classList.remove("over");
-    });
-  }
-  drop.addEventListener("drop", (e) => e.dataTransfer.files[0] && chosen(e.dataTransfer.files[0]));
-}
-
-function tooBig(file) {
-  const limit = state.limits.max_upload_bytes;
-  if (limit && file.size > limit) {
-    showMessage(`${file.name} is ${mb(file.size)}, over the upload limit of ${mb(limit)}.`);
-    return true;
-  }
-  return false;
-}
-
-function pickContent(file) {
-  showMessage("");
-  if (tooBig(file)) return;
-  state.content = file;
-  const img = $("content-preview");
-  const drop = $("content-drop");
-  if (img.src) URL.revokeObjectURL(img.src);
-  img.onerror = () => {
-    // Not something the browser can show (the server will say why, if it cannot read it either).
-    img.hidden = true;
-    drop.classList.remove("filled");
-  };
-  img.src = URL.createObjectURL(file);
-  img.hidden = false;
-  $("content-name").textContent = `${file.name} · ${mb(file.size)}`;
-  drop.classList.add("filled");
-  updateButtons();
-  if (state.styleId) stylize();
-}
-
-// ---- the style gallery: presets and uploads, each a button; the chosen one is pressed ----
-
-async function loadGallery(select = null) {
-  let styles;
-  try {
-    styles = (await (await fetch("/v1/styles")).json()).styles;
-  } catch (e) {
-    showMessage(`Could not load the style gallery (${e.message}).`);
-    return;
-  }
-  const gallery = $("gallery");
-  for (const old of gallery.querySelectorAll(".swatch")) old.remove();
-  for (const style of styles) {
-    const button = document.createElement("button");
-    const who = style.artist ? ` — ${style.artist}${style.year ? `, ${style.year}` : ""}` : "";
-    button.type = "button";
-    button.className = "swatch";
-    button.dataset.id = style.id;
-    if (style.preset) button.dataset.preset = "";
-    button.title = `${style.name}${who}`;
-    button.setAttribute("aria-pressed", "false");
-    const img = document.createElement("img");
-    img.src = style.thumbnail_url;
-    img.alt = `${style.name}${who}`;
-    img.loading = "lazy";
-    button.append(img);
-    button.addEventListener("click", () => chooseStyle(style.id));
-    gallery.append(button);
-  }
-  if (select || state.styleId) chooseStyle(select || state.styleId, Boolean(select));
-}
-
-function chooseStyle(id, render = true) {
-  const button = document.querySelector(`.swatch[data-id="${CSS.escape(id)}"]`);
-  if (!button) return;
-  state.styleId = id;
-  for (const b of document.querySelectorAll(".swatch")) b.setAttribute("aria-pressed", String(b === button));
-  const preview = $("style-preview");
-  preview.src = button.querySelector("img").src;
-  preview.hidden = false;
-  $("style-name").textContent = button.title;
-  $("remove-style-btn").hidden = "preset" in button.dataset;
-  updateButtons();
-  if (render && state.content) stylize();
-}
-
-// Only uploads can be removed (presets are read-only); a job already given it keeps its copy.
-// One already gone (removed in another tab, or expired) leaves the page too, with the message.
-async function removeStyle() {
-  const id = state.styleId;
-  if (!id || !confirm(`Remove "${$("style-name").textContent}" from the gallery?`)) return;
-  const response = await send(`/v1/styles/${encodeURIComponent(id)}`, { method: "DELETE" });
-  if (!response) return;
-  if (!response.ok) {
-    showMessage(await errorText(response));
-    if (response.status !== 404) return;
-  }
-  state.styleId = null;
-  $("style-preview").hidden = true;
-  $("remove-style-btn").hidden = true;
-  $("style-name").textContent = "pick a painting, or upload one";
-  updateButtons();
-  await loadGallery();
-}
-
-// An uploaded style joins the gallery (its statistics are computed once, on the server).
-async function uploadStyle(file) {
-  showMessage("");
-  if (tooBig(file)) return;
-  const form = new FormData();
-  form.append("style", file);
-  $("style-name").textContent = `uploading ${file.name}…`;
-  const response = await send("/v1/styles", { method: "POST", body: form });
-  if (!response) return;
-  if (!response.ok) {
-    $("style-name").textContent = "pick a painting, or upload one";
-    showMessage(await errorText(response));
-    return;
-  }
-  await loadGallery((await response.json()).id);
-}
-
-function updateButtons(busy = false) {
-  const ready = Boolean(state.content && state.styleId);
-  $("stylize-btn").disabled = busy || !ready;
-  $("refine-btn").disabled = busy || !ready || Boolean(state.job);
-}
 
 function imageForm() {
   const form = new FormData();
@@ -193,20 +14,6 @@ function imageForm() {
   form.append("style_scale", $("style-scale").value);
   form.append("format", $("format").value);
   return form;
-}
-
-// POST a form with the buttons disabled; an error answer shows its message and gives null.
-async function submit(url, form) {
-  updateButtons(true);
-  const response = await send(url, { method: "POST", body: form });
-  updateButtons();
-  if (!response) return null;
-  if (!response.ok) {
-    showMessage(await errorText(response));
-    return null;
-  }
-  showMessage("");
-  return response;
 }
 
 // ---- the fast path ----
@@ -239,7 +46,9 @@ async function show(response, roundTrip) {
   state.resultUrl = URL.createObjectURL(blob);
   const [w, h] = (response.headers.get("X-Image-Size") || "?x?").split("x");
   const scaled = response.headers.get("X-Styler-Scaled");
-  const cache = (response.headers.get("X-Styler-Cache") || "").replaceAll("=", " ").replace(",", ", ");
+  const cache = (response.headers.get("X-Styler-Cache") || "")
+    .replaceAll("=", " ")
+    .replace(",", ", ");
   const notes = [
     `${w}×${h}`,
     `${response.headers.get("X-Elapsed-Ms")} ms on the server (${roundTrip} ms in all)`,
@@ -290,7 +99,9 @@ async function refine() {
     finish(JSON.parse(e.data));
   });
   events.onerror = () => {
-    if (events.readyState === EventSource.CLOSED) finish({ status: "failed", error: "Lost the connection to the server." });
+    if (events.readyState === EventSource.CLOSED) {
+      finish({ status: "failed", error: "Lost the connection to the server." });
+    }
   };
 }
 
@@ -298,7 +109,8 @@ function showProgress(job) {
   const bar = $("refine-progress");
   bar.max = Math.max(job.total, 1);
   bar.value = job.step;
-  const loss = job.terms && job.terms.total !== undefined ? ` · loss ${job.terms.total.toFixed(3)}` : "";
+  const hasLoss = job.terms && job.terms.total !== undefined;
+  const loss = hasLoss ? ` · loss ${job.terms.total.toFixed(3)}` : "";
   const time = job.elapsed_s ? ` · ${job.elapsed_s.toFixed(1)} s` : "";
   $("refine-status").textContent = `${job.status} · step ${job.step} of ${job.total}${loss}${time}`;
 }
@@ -342,9 +154,12 @@ async function checkServer() {
     const iters = $("iters");
     iters.max = info.limits.max_iters;
     iters.value = Math.min(Number(iters.value), info.limits.max_iters);
-    for (const option of $("size").options) option.disabled = Number(option.value) > info.limits.max_size;
+    for (const option of $("size").options) {
+      option.disabled = Number(option.value) > info.limits.max_size;
+    }
     const trained = info.model.trained ? `${info.model.trained.steps} training steps` : "untrained";
-    $("model-info").textContent = `Model: ${info.model.file || "preloaded"} (${trained}) on ${info.device}`;
+    const file = info.model.file || "preloaded";
+    $("model-info").textContent = `Model: ${file} (${trained}) on ${info.device}`;
     if (info.ready) {
       badge.textContent = "ready";
       badge.className = "badge ok";
