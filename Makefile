@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
-	@left=$$($(PY) -m pip list --format=freeze | grep -oiE '^(torchvision|triton|nvidia-[a-z0-9_-]+)=' \
-	  | tr -d '='); test -z "$$left" || { \
+	@left=$$($(PY) -m pip list --format=freeze \
+	  | grep -oiE '^(torchvision|triton|nvidia-[a-z0-9_-]+)=' | tr -d '='); \
+	  test -z "$$left" || { \
 	  echo "removing what a CUDA build of torch left in $(VENV): $$left"; \
 	  $(PY) -m pip uninstall --quiet --yes $$left; }
 	@touch $@

@@ -8,6 +8,7 @@ import glob
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -134,7 +135,25 @@ def run_batch(stylist: Stylist, contents: Sequence[Path], outputs: Sequence[Path
     return failed
 
 
-def _split_args(a: argparse.Namespace) -> tuple[list[str], list[str]]:
+@dataclass(frozen=True)
+class FastCommand:
+    """``styler fast`` beyond its :class:`FastRequest`: the images, where results go, and the
+    runtime."""
+
+    images: list[str]
+    style: list[str] | None  # with --style every image is a content
+    output: str | None  # -o, one content
+    out_dir: str | None  # --out-dir, many contents
+    format: str  # with --out-dir, a key of config.FORMATS
+    device: str
+    weights: Path | None
+
+    @classmethod
+    def from_args(cls, a: argparse.Namespace) -> FastCommand:
+        return cls(a.images, a.style, a.output, a.out_dir, a.format, a.device, a.weights)
+
+
+def _split_args(a: FastCommand) -> tuple[list[str], list[str]]:
     """(contents, styles): ``--style`` names the styles; else with ``-o`` the first image is the
     content and the rest are styles, and with ``--out-dir`` the last image is the style."""
     if a.style:
@@ -149,7 +168,7 @@ def _split_args(a: argparse.Namespace) -> tuple[list[str], list[str]]:
     return contents, styles
 
 
-def _stylist(a: argparse.Namespace, req: FastRequest, styles: list[tuple[str, Path]]) -> Stylist:
+def _stylist(a: FastCommand, req: FastRequest, styles: list[tuple[str, Path]]) -> Stylist:
     """The styles decoded, the engine and the model loaded: once for all contents."""
     from . import pipeline
 
@@ -158,7 +177,7 @@ def _stylist(a: argparse.Namespace, req: FastRequest, styles: list[tuple[str, Pa
     return Stylist(pipeline.load_model(a.weights, engine), engine, req, decoded)
 
 
-def fast(a: argparse.Namespace, req: FastRequest) -> int:
+def fast(a: FastCommand, req: FastRequest) -> int:
     """The ``fast`` command: one content to ``-o``, or many to ``--out-dir``; the exit code."""
     from . import gallery
 
@@ -179,7 +198,7 @@ def fast(a: argparse.Namespace, req: FastRequest) -> int:
     return 1 if failed else 0
 
 
-def _one(a: argparse.Namespace, req: FastRequest, path: Path,
+def _one(a: FastCommand, req: FastRequest, path: Path,
          styles: list[tuple[str, Path]]) -> int:  # fmt: skip
     """One content to ``-o``: every input judged before the model loads; a bad one is an error."""
     from . import images, pipeline

@@ -37,9 +37,9 @@ def _save(x: Any, path: str, alpha: Any = None) -> None:
 
 
 def cmd_fast(a: argparse.Namespace) -> int:
-    from .batch import fast
+    from .batch import FastCommand, fast
 
-    return fast(a, build(FastRequest, a))
+    return fast(FastCommand.from_args(a), build(FastRequest, a))
 
 
 def cmd_styles(a: argparse.Namespace) -> None:

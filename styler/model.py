@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -66,7 +67,7 @@ class StyleNet(nn.Module):
     """f_θ. ``forward`` stylizes; ``style_code`` + ``stylize`` let a caller reuse a style's code."""
 
     def __init__(self, encoder: nn.Module, decoder: Decoder, transform: str = "wct",
-                 config: dict | None = None) -> None:  # fmt: skip
+                 config: dict[str, Any] | None = None) -> None:  # fmt: skip
         super().__init__()
         if transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {TRANSFORMS}, not {transform!r}")
