@@ -33,6 +33,14 @@ def pattern(w: int, h: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(a.clip(0, 255).astype(np.uint8), "RGB")
 
 
+def image_folder(folder: Path, names: list[str], seed: int = 0) -> Path:
+    """``folder`` with a test picture under each of ``names``, each of another size."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        pattern(40 + 8 * i, 48 - 4 * i, seed + i).save(folder / name)
+    return folder
+
+
 def pattern_tensor(w: int, h: int, seed: int = 0) -> torch.Tensor:
     """:func:`pattern` as a (1, 3, h, w) tensor in [0, 1]."""
     return to_tensor(pattern(w, h, seed))

@@ -11,7 +11,7 @@ import torch
 
 from styler import engine as engine_module
 from styler import gallery, images
-from styler.engine import Engine, cpu_has_native_bf16, cpu_prefers_bf16
+from styler.engine import Engine, cpu_has_native_bf16, cpu_prefers_bf16, resolve_device
 from styler.model import StyleNet
 
 
@@ -86,3 +86,11 @@ def test_bf16_fast_path_is_visually_identical_to_fp32_on_the_shipped_model():
     mse = (outs["bf16"] - outs["fp32"]).pow(2).mean().item()
     psnr = math.inf if mse == 0 else 10 * math.log10(1 / mse)
     assert psnr >= 40
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(ValueError, match="CUDA"):
+            resolve_device("cuda")

@@ -8,32 +8,20 @@ import os
 import signal
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from core_helpers import pattern, pattern_tensor, shared_vgg, tame_net
+from core_helpers import FAST_LOSS, image_folder, pattern_tensor, shared_vgg, tame_net
 
-from styler.config import LossConfig, TrainConfig
+from styler.config import TrainConfig
 from styler.curves import read_rows
-from styler.data import PairStream, list_images
-from styler.engine import resolve_device
 from styler.losses import Objective
 from styler.model import StyleNet
 from styler.stages import ReconStage, StyleStage, style_loss
-from styler.targets import TargetCache
 from styler.train import holdout_names, start_from, train
 
-FAST = LossConfig(content_layer="relu2_1", style_layers=("relu1_1", "relu2_1"))
 TESTS = Path(__file__).resolve().parent
-
-
-def make_folder(folder: Path, names: list[str], seed: int = 0) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(names):
-        pattern(40 + 8 * i, 48 - 4 * i, seed + i).save(folder / name)
-    return folder
 
 
 @pytest.fixture(autouse=True)
@@ -47,14 +35,14 @@ def restore_sigterm_handler():
 def run_config(tmp_path: Path, **changes) -> TrainConfig:
     """A tiny CPU run on generated images in ``tmp_path``: contents a–d, styles s1–s3, of which
     d and s3 are held out (and measured every 2 steps)."""
-    contents = make_folder(tmp_path / "content", ["a.jpg", "b.png", "c.png", "d.png"])
-    styles = make_folder(tmp_path / "style", ["s1.png", "s2.jpg", "s3.png"], seed=10)
+    contents = image_folder(tmp_path / "content", ["a.jpg", "b.png", "c.png", "d.png"])
+    styles = image_folder(tmp_path / "style", ["s1.png", "s2.jpg", "s3.png"], seed=10)
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"content": ["d.png"], "style": ["s3.png"]}))
     cfg = {"content_dir": str(contents), "style_dir": str(styles), "out": str(tmp_path / "run"),
            "batch": 2, "size": 32, "resize": 40, "recon_steps": 2, "steps": 4,
            "holdout": str(split), "workers": 0, "ckpt_every": 2, "log_every": 1,
-           "eval_every": 2, "eval_pairs": 1, "device": "cpu", "loss": FAST,
+           "eval_every": 2, "eval_pairs": 1, "device": "cpu", "loss": FAST_LOSS,
            "encoder": "lite"}  # fmt: skip
     return TrainConfig(**{**cfg, **changes})
 
@@ -77,7 +65,7 @@ def test_the_reconstruction_stage_learns_to_invert_the_lite_encoder():
 
 def test_the_style_stage_trains_the_decoder_on_exactly_the_shared_objective():
     model = StyleNet.build("lite", seed=0)
-    objective = Objective(FAST, shared_vgg("relu4_1"))
+    objective = Objective(FAST_LOSS, shared_vgg("relu4_1"))
     content, style = pattern_tensor(32, 32, 1), pattern_tensor(32, 32, 2)
     model.eval()
     with torch.no_grad():
@@ -107,7 +95,7 @@ def test_train_writes_its_run_folder_and_resumes(tmp_path, capsys):
     assert [r["step"] for r in read_rows(run / "heldout.csv")] == ["2", "4"]
     model = StyleNet.load(exported)
     assert model.config["trained"]["steps"] == 4
-    assert model.config["loss"] == json.loads(json.dumps(FAST.to_dict()))
+    assert model.config["loss"] == json.loads(json.dumps(FAST_LOSS.to_dict()))
     assert "content_dir" not in model.config["training"]  # no machine paths in a shared model
     capsys.readouterr()
 
@@ -230,87 +218,12 @@ def test_counts_that_would_crash_the_loop_are_refused_up_front(tmp_path, field, 
         run_config(tmp_path, **{field: value})
 
 
-def test_list_images_skips_held_out_and_non_image_files(tmp_path):
-    folder = make_folder(tmp_path / "c", ["b.png", "a.JPG", "c.webp"])
-    (folder / "notes.txt").write_text("not an image")
-    assert [p.name for p in list_images(folder)] == ["a.JPG", "b.png", "c.webp"]
-    assert [p.name for p in list_images(folder, {"b.png", "x.png"})] == ["a.JPG", "c.webp"]
-
-
-def test_list_images_of_a_missing_or_empty_folder_raises(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a directory"):
-        list_images(tmp_path / "nope")
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / "readme.txt").write_text("no images here")
-    with pytest.raises(FileNotFoundError, match="no images"):
-        list_images(tmp_path / "empty")
-
-
 def test_train_never_uses_held_out_images(tmp_path):
     cfg = run_config(tmp_path)
     Path(cfg.holdout).write_text(json.dumps({"content": ["a.jpg", "b.png", "c.png", "d.png"],
                                              "style": []}))  # fmt: skip
     with pytest.raises(FileNotFoundError, match="no images"):
         train(cfg)
-
-
-def test_pair_stream_yields_square_crops_and_skips_unreadable_files(tmp_path):
-    contents = make_folder(tmp_path / "c", ["a.png", "b.png"])
-    (contents / "broken.png").write_text("not an image")
-    styles = make_folder(tmp_path / "s", ["s.png"])
-    stream = iter(PairStream(list_images(contents), list_images(styles), size=24, resize=30,
-                             seed=3))  # fmt: skip
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        pairs = [next(stream) for _ in range(4)]
-    assert any("broken.png" in str(w.message) for w in caught)
-    for c, s, c_name, s_name in pairs:
-        assert c.shape == s.shape == (3, 24, 24)
-        assert 0 <= c.min() and c.max() <= 1
-        assert c_name in {"a.png", "b.png"} and s_name == "s.png"
-
-
-def test_fixed_crops_are_the_same_every_time_a_file_comes_round(tmp_path):
-    contents = make_folder(tmp_path / "c", ["a.png", "b.png"])
-    styles = make_folder(tmp_path / "s", ["s.png"])
-    stream = iter(PairStream(list_images(contents), list_images(styles), size=24, resize=40,
-                             seed=3, fixed=True))  # fmt: skip
-    seen: dict[str, torch.Tensor] = {}
-    for c, _, name, _ in (next(stream) for _ in range(6)):
-        assert torch.equal(seen.setdefault(name, c), c)
-    assert len(seen) == 2
-
-
-@pytest.mark.parametrize("skips", [False, True])
-def test_cached_targets_give_the_same_loss_and_are_read_back(tmp_path, skips):
-    model = tame_net(encoder="vgg", skips=True) if skips else StyleNet.build("lite", seed=0)
-    objective = Objective(FAST, shared_vgg("relu4_1"))
-    cache = TargetCache(tmp_path / "targets", objective, model)
-    content = torch.cat([pattern_tensor(32, 32, 1), pattern_tensor(32, 32, 3)])
-    style = torch.cat([pattern_tensor(32, 32, 2), pattern_tensor(32, 32, 4)])
-    names = (["a.png", "b.png"], ["s.png", "t.png"])
-    with torch.no_grad():
-        plain = style_loss(model, objective, content, style)["total"]
-        first = style_loss(model, objective, content, style, cache, names)["total"]
-        calls = []
-        hook = objective.vgg.register_forward_hook(lambda *a: calls.append(1))
-        again = style_loss(model, objective, content, style, cache, names)["total"]
-        hook.remove()
-    assert sorted(p.name for p in (tmp_path / "targets" / "style").iterdir()) == [
-        "s.png.safetensors",
-        "t.png.safetensors",
-    ]
-    assert calls == [1]  # only the output is scored: no VGG pass for the targets
-    torch.testing.assert_close(first, plain, rtol=1e-3, atol=0)
-    torch.testing.assert_close(again, first)
-
-
-def test_resolve_device():
-    assert resolve_device("cpu") == torch.device("cpu")
-    if not torch.cuda.is_available():
-        assert resolve_device("auto") == torch.device("cpu")
-        with pytest.raises(ValueError, match="CUDA"):
-            resolve_device("cuda")
 
 
 def _torchrun(cfg: TrainConfig, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -322,7 +235,7 @@ def _torchrun(cfg: TrainConfig, tmp_path: Path) -> subprocess.CompletedProcess:
         "args = json.loads(sys.argv[1])\n"
         "train(TrainConfig(**args, loss=LossConfig(**json.loads(sys.argv[2]))))\n"
     )
-    loss = {**FAST.to_dict(), "style_layers": list(FAST.style_layers)}
+    loss = {**FAST_LOSS.to_dict(), "style_layers": list(FAST_LOSS.style_layers)}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(script), json.dumps(args), json.dumps(loss)]  # fmt: skip
