@@ -177,17 +177,23 @@ def _stylist(a: FastCommand, req: FastRequest, styles: list[tuple[str, Path]]) -
     return Stylist(pipeline.load_model(a.weights, engine), engine, req, decoded)
 
 
-def fast(a: FastCommand, req: FastRequest) -> int:
-    """The ``fast`` command: one content to ``-o``, or many to ``--out-dir``; the exit code."""
+def _styles(names: list[str]) -> list[tuple[str, Path]]:
+    """(name, file) of each style: a file, or a preset's id."""
     from . import gallery
 
+    return [(s, gallery.resolve_style(s)) for s in names]
+
+
+def fast(a: FastCommand, req: FastRequest) -> int:
+    """The ``fast`` command: one content to ``-o``, or many to ``--out-dir``; the exit code.
+    With ``-o`` the content is judged first, then the styles (a bad content is named first)."""
     content_args, style_args = _split_args(a)
-    styles = [(s, gallery.resolve_style(s)) for s in style_args]
     if a.output:
         if len(content_args) != 1:
             raise ValueError("-o writes one image; use --out-dir for several contents")
-        return _one(a, req, Path(content_args[0]), styles)
+        return _one(a, req, Path(content_args[0]), style_args)
     contents = expand(content_args)
+    styles = _styles(style_args)
     outputs = output_paths(contents, Path(a.out_dir), f".{a.format}",
                            [*contents, *(p for _, p in styles)])  # fmt: skip
     stylist = _stylist(a, req, styles)
@@ -198,13 +204,13 @@ def fast(a: FastCommand, req: FastRequest) -> int:
     return 1 if failed else 0
 
 
-def _one(a: FastCommand, req: FastRequest, path: Path,
-         styles: list[tuple[str, Path]]) -> int:  # fmt: skip
+def _one(a: FastCommand, req: FastRequest, path: Path, style_args: list[str]) -> int:
     """One content to ``-o``: every input judged before the model loads; a bad one is an error."""
     from . import images, pipeline
 
-    images.check_output(a.output, [path, *(p for _, p in styles)])
     content = pipeline.read_content((str(path), path), req)
+    styles = _styles(style_args)
+    images.check_output(a.output, [path, *(p for _, p in styles)])
     stylist = _stylist(a, req, styles)
     if content.scaled:
         print(f"{path}: scaled down {content.scaled} (the longer side is at most "

@@ -134,6 +134,12 @@ def test_bad_content_image_is_one_clear_line_and_exit_2(files, tmp_path, capsys,
     assert not (tmp_path / "o.png").exists()
 
 
+def test_a_bad_content_is_named_before_a_bad_style(tmp_path, capsys):
+    content, style = tmp_path / "no-content.jpg", tmp_path / "no-style.jpg"
+    code, _, err = run(["fast", content, style, "-o", tmp_path / "o.png"], capsys)
+    assert code == 2 and "no-content.jpg" in err and "no-style" not in err
+
+
 @pytest.mark.parametrize(
     "extra, fragment",
     [
