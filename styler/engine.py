@@ -10,10 +10,13 @@ On a CPU, fp32 networks run channels_last too: oneDNN's convolutions are ~1.8× 
 (f_θ at 512², AVX2 Zen 3: 2.49 s → 1.41 s, outputs equal to 4e-6).
 Only the networks run under autocast: images being optimized, statistics and optimizer state stay
 fp32 (the callers cast what they keep with ``.float()``).
+On a CPU, freed blocks are kept for reuse (:func:`reuse_freed_memory`): otherwise every activation
+above glibc's 32 MB mmap ceiling is a fresh mapping whose pages fault in on first touch.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import json
 import statistics
@@ -105,6 +108,27 @@ def cpu_prefers_bf16() -> bool:
     return verdicts[key] >= BF16_MIN_SPEEDUP
 
 
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameters (glibc's malloc.h)
+HEAP_KEPT = 1 << 30  # free memory a process keeps at the top of its heap before returning it
+
+
+@functools.cache
+def reuse_freed_memory() -> bool:
+    """Serve large blocks from the heap and keep up to ``HEAP_KEPT`` of freed memory (glibc).
+
+    glibc maps every block above 32 MB afresh and unmaps it when freed; a 512² pair makes a dozen
+    such activations (64 × 544² in bf16 is 38 MB), and faulting their pages in every time made
+    f_θ 15 % slower (512² pair, Zen 4: 0.71 s → 0.61 s with this). False where the C library has
+    no ``mallopt`` (macOS; musl's does nothing): nothing changes there.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, HEAP_KEPT))
+
+
 def resolve_device(device: str = DEFAULT_DEVICE) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -127,6 +151,8 @@ class Engine:
         dev = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if dev.type == "cpu":
+            reuse_freed_memory()
         if precision == "auto":
             fast_bf16 = dev.type == "cuda" or cpu_prefers_bf16()
             precision = "bf16" if fast_bf16 else "fp32"

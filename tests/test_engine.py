@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 
 import pytest
 import torch
@@ -71,6 +72,21 @@ def test_cpu_networks_and_images_run_channels_last_in_either_precision(precision
     x = engine.tensor(torch.rand(1, 3, 8, 8))
     assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     assert engine.tensor(torch.rand(3, 8, 8)).is_contiguous()  # not a batch: left as it is
+
+
+def _in_heap(address: int) -> bool:
+    """Whether ``address`` lies in the process's brk heap (not in a mapping of its own)."""
+    with open("/proc/self/maps") as f:
+        spans = [line.split()[0] for line in f if line.rstrip().endswith("[heap]")]
+    return any(int(lo, 16) <= address < int(hi, 16) for lo, hi in (s.split("-") for s in spans))
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_large_blocks_of_a_cpu_engine_come_from_the_heap_where_freed_memory_is_kept():
+    Engine.create("cpu", "fp32")
+    assert engine_module.reuse_freed_memory()
+    big = torch.ones(128 << 20, dtype=torch.uint8)  # above glibc's 32 MB ceiling for the heap
+    assert _in_heap(big.data_ptr())  # not mapped afresh (and its pages faulted in) every time
 
 
 @torch.inference_mode()
