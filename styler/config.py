@@ -33,11 +33,16 @@ TRANSFORMS = ("wct", "adain")
 DEVICES = ("auto", "cpu", "cuda")  # "cuda:N" too
 DEFAULT_DEVICE = DEVICES[0]
 DEVICE_HELP = "cpu, cuda (cuda:N) or auto: cuda if available"
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "int8", "bf16", "fp32")
 DEFAULT_PRECISION = PRECISIONS[0]
 ARCHITECTURE = ("encoder", "transform", "skips", "blocks")  # the settings that shape f_θ
 MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M parameters)
-PRECISION_HELP = "network precision; auto: bf16 where native and measured faster, else fp32"
+TRAIN_PRECISIONS = ("auto", "bf16", "fp32")  # int8 is for stylizing with a trained f_θ
+TRAIN_PRECISION_HELP = "network precision; auto: bf16 where native and measured faster, else fp32"
+PRECISION_HELP = (
+    "network precision; auto: f_θ's VGG encoder in int8 where the CPU has VNNI, the rest bf16 "
+    "where native and measured faster, else fp32; int8: that encoder in int8, the rest as auto"
+)
 # Files a folder argument contributes (training folders, batch inputs); other files are skipped
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 # Output types by name (a file suffix or the API's format field) and their Pillow format
@@ -143,7 +148,9 @@ class TrainConfig:
         **_help("JSON split of file names training must not see (default: styler's own)"),
     )
     device: str = field(default=DEFAULT_DEVICE, **_help(DEVICE_HELP))
-    precision: str = field(default=DEFAULT_PRECISION, **_help(PRECISION_HELP, PRECISIONS))
+    precision: str = field(
+        default=DEFAULT_PRECISION, **_help(TRAIN_PRECISION_HELP, TRAIN_PRECISIONS)
+    )
     threads: int = field(default=0, **_help("torch threads; 0 = torch's default"))
     workers: int = field(default=0, **_help("data-loading processes (0: in the trainer)"))
     seed: int = field(default=0, **_help("seed of the data order, crops and initial weights"))
@@ -170,8 +177,8 @@ class TrainConfig:
             raise ValueError(f"transform must be one of {TRANSFORMS}, not {self.transform!r}")
         if self.skips and self.encoder != "vgg":
             raise ValueError("--skips needs --encoder vgg")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise ValueError(f"precision must be one of {TRAIN_PRECISIONS}, not {self.precision!r}")
         if not 0 <= self.blocks <= MAX_BLOCKS:
             raise ValueError(f"blocks must be in 0…{MAX_BLOCKS}, not {self.blocks}")
         if not 0 <= self.recon_steps <= self.steps:

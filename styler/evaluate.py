@@ -286,7 +286,7 @@ def evaluate(cfg: EvalConfig) -> dict:
             bar.set_postfix_str(f"pair {i + 1}/{len(pairs)}: {paths[0].name} × {paths[1].name}")
             runs.append(run_pair(model, objective, engine, paths, cfg, r_show, bar))
     report = build_report(runs, cfg, objective.config, model.config, time.perf_counter() - t0)
-    report["precision"] = engine.precision
+    report["precision"] = engine.setting
     labels = ["content", "style", "fast", f"fast + {r_show}", f"slow @ {max(cfg.iters)}"]
     print(write(report, runs, labels, cfg.out))
     return report

@@ -134,7 +134,7 @@ async def _uploads(
         raise bad_parameter(f"{len(uploads) + len(ids)} style images; at most {MAX_STYLES}")
     styles = [StyleSource(f"style '{f.filename}'", await f.read()) for f in uploads]
     styles += [svc.style_source(sid) for sid in ids]
-    precision = svc.engine.precision if svc.engine else _FAST.precision
+    precision = svc.engine.setting if svc.engine else _FAST.precision
     weights = _weights(style_weights, len(styles))
     common = {"style_weights": weights, "style_scale": style_scale, "precision": precision}
     content_in = (f"content '{content.filename}'", await content.read())

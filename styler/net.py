@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import quant
 from .function import fold_affine
 from .vgg import VGG19
 
@@ -56,7 +57,8 @@ class LiteEncoder(nn.Module):
 
 
 class VGGEncoder(nn.Module):
-    """VGG19 to relu3_1, frozen, scaled to about unit RMS (Caffe's activations are ~200 there)."""
+    """VGG19 to relu3_1, frozen, scaled to about unit RMS (Caffe's activations are ~200 there);
+    in int8 within :func:`quant.enabled` when no gradient is needed (built on first use)."""
 
     channels = 256
     # WCT and AdaIN are scale-equivariant: only the decoder's input range changes
@@ -67,9 +69,14 @@ class VGGEncoder(nn.Module):
         self.vgg = vgg or VGG19(max_layer=ENCODER_LAYER)
         self.layers = (ENCODER_LAYER, *(SKIP_LAYERS if skips else ()))
         self.strides = tuple(STRIDES[k] for k in self.layers)
+        self.int8: quant.Int8VGG | None = None
 
     def forward(self, x: torch.Tensor) -> Features:
-        feats = self.vgg(x, self.layers)
+        if quant.active() and x.device.type == "cpu":
+            self.int8 = self.int8 or quant.Int8VGG(self.vgg)
+            feats = self.int8(x, self.layers)
+        else:
+            feats = self.vgg(x, self.layers)
         return [feats[k] * self.scales[k] for k in self.layers]
 
 

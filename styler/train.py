@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -71,7 +72,9 @@ def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training in ``cfg.out``; returns the exported model path."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    engine = Engine.create(cfg.device, cfg.precision)
+    # float networks throughout: with an int8 encoder the cached style codes would differ from
+    # the content features the decoder learns on
+    engine = replace(Engine.create(cfg.device, cfg.precision), int8=False)
     rank, world = _distributed(engine)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,8 @@ def test_job_lifecycle(api_client, api_images, api_wait):
             size=32, init="fast", iters=3, precision=params["precision"]
         )
         assert params["format"] == "jpeg" and params["output_size"] == [43, 32]
-        assert params["precision"] in ("bf16", "fp32") and params["loss"]["style_weight"] == 10
+        assert params["precision"] in ("int8", "bf16", "fp32")
+        assert params["loss"]["style_weight"] == 10
         api_wait(lambda: job_status(c, job["id"])["status"] == "done", what="the job")
         done = job_status(c, job["id"])
         assert done["step"] == done["total"] == 3 and done["error"] is None

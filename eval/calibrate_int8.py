@@ -1,0 +1,38 @@
+"""Calibrate the int8 encoder's activation scales (``styler/weights/vgg19-int8.json``).
+
+    python eval/calibrate_int8.py --data DATA [--images 16] [--size 512]
+
+The first ``--images`` content photos and as many style images of ``DATA`` that the held-out
+split leaves to training, at ``--size`` px on the shorter side, through the float VGG19.
+"""
+
+from __future__ import annotations
+
+import argparse
+from importlib import resources
+from pathlib import Path
+
+from styler import images, quant
+from styler.data import list_images
+from styler.net import ENCODER_LAYER
+from styler.split import read_split
+from styler.vgg import VGG19
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="a folder with content/ and style/")
+    p.add_argument("--images", type=int, default=16, help="images of each folder")
+    p.add_argument("--size", type=int, default=512, help="their shorter side, in pixels")
+    a = p.parse_args()
+    split = read_split()
+    files = [*list_images(a.data / "content", set(split.content))[: a.images],
+             *list_images(a.data / "style", set(split.style))[: a.images]]  # fmt: skip
+    cal = quant.calibrate(VGG19(max_layer=ENCODER_LAYER), (images.read(f, a.size) for f in files))
+    out = Path(str(resources.files("styler") / "weights" / quant.CALIBRATION))
+    out.write_text(quant.to_json(cal))
+    print(out, cal.scales)
+
+
+if __name__ == "__main__":
+    main()
