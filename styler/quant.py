@@ -149,26 +149,38 @@ class Int8VGG:
         h = bgr.round_().clamp_(0, 255).to(torch.uint8)
         return h.contiguous(memory_format=torch.channels_last)
 
+    def _conv(self, c: _Conv, h: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+        """conv + ReLU of uint8 ``h``: uint8 out (``dtype`` None) or dequantized in ``dtype``."""
+        zeros = torch.zeros(len(c.w_scale), dtype=torch.long)
+        pad = [c.padding, c.padding]
+        scale = c.out_scale if dtype is None else 1.0
+        return torch.ops.onednn.qconv2d_pointwise(
+            h, c.x_scale, 0, c.packed, c.w_scale, zeros, c.bias, [1, 1], pad, [1, 1], 1,
+            scale, 0, dtype, "relu", [], "",
+        )  # fmt: skip
+
     def __call__(
         self, x: torch.Tensor, taps: tuple[str, ...] | list[str]
     ) -> dict[str, torch.Tensor]:
         wanted = {LAYERS.index(t): t for t in taps}
         autocast = torch.is_autocast_enabled("cpu")
         dtype = torch.get_autocast_dtype("cpu") if autocast else torch.float32
-        h, out = self._input(x), {}
+        h, out, deepest = self._input(x), {}, max(wanted)
         for c in self.convs:
-            if c.index > max(wanted):
+            if c.index > deepest:
                 break
             if c.index and isinstance(self.vgg.features[c.index - 1], MaxPool):
                 h = self.vgg.features[c.index - 1](h)
-            zeros = torch.zeros(len(c.w_scale), dtype=torch.long)
-            pad = [c.padding, c.padding]
-            h = torch.ops.onednn.qconv2d_pointwise(
-                h, c.x_scale, 0, c.packed, c.w_scale, zeros, c.bias, [1, 1], pad, [1, 1], 1,
-                c.out_scale, 0, None, "relu", [], "",
-            )  # fmt: skip
-            if c.index + 1 in wanted:  # uint8 steps times the step, in one pass
-                out[wanted[c.index + 1]] = torch.mul(h, torch.tensor(c.out_scale, dtype=dtype))
+            tap = wanted.get(c.index + 1)
+            if tap and (c.index + 1 == deepest or c.index == 0):
+                # float out of the convolution itself: for the deepest tap nothing follows, and
+                # the first convolution (3 input channels) costs less than dequantizing its output
+                out[tap] = self._conv(c, h, dtype)
+                if c.index + 1 == deepest:
+                    break
+            h = self._conv(c, h, None)
+            if tap and tap not in out:  # uint8 steps times the step, in one pass
+                out[tap] = torch.mul(h, torch.tensor(c.out_scale, dtype=dtype))
         if missing := set(taps) - out.keys():
             raise ValueError(f"the int8 VGG19 has no tap {sorted(missing)}: only its ReLUs")
         return {t: out[t] for t in taps}
