@@ -11,7 +11,8 @@ On a CPU, fp32 networks run channels_last too: oneDNN's convolutions are ~1.8× 
 Only the networks run under autocast: images being optimized, statistics and optimizer state stay
 fp32 (the callers cast what they keep with ``.float()``).
 On a CPU with VNNI, ``auto`` also runs f_θ's frozen VGG encoder in int8 (:mod:`quant`): its
-convolutions are most of the fast path, and ~2.5× faster in int8 than in bf16 on a Zen 4.
+convolutions are most of the fast path, and VGG19→relu3_1 ran 1.7× faster in int8 than in bf16
+on a Zen 4 (0.19 → 0.11 s at 544²).
 On a CPU, freed blocks are kept for reuse (:func:`reuse_freed_memory`): otherwise every activation
 above glibc's 32 MB mmap ceiling is a fresh mapping whose pages fault in on first touch.
 """
