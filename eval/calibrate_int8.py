@@ -9,7 +9,6 @@ split leaves to training, at ``--size`` px on the shorter side, through the floa
 from __future__ import annotations
 
 import argparse
-from importlib import resources
 from pathlib import Path
 
 from styler import images, quant
@@ -29,7 +28,7 @@ def main() -> None:
     files = [*list_images(a.data / "content", set(split.content))[: a.images],
              *list_images(a.data / "style", set(split.style))[: a.images]]  # fmt: skip
     cal = quant.calibrate(VGG19(max_layer=ENCODER_LAYER), (images.read(f, a.size) for f in files))
-    out = Path(str(resources.files("styler") / "weights" / quant.CALIBRATION))
+    out = Path(str(quant.calibration_file()))
     out.write_text(quant.to_json(cal))
     print(out, cal.scales)
 

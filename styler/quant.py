@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 import torch
 from torch import nn
@@ -91,10 +92,14 @@ def to_json(cal: Calibration) -> str:
     return json.dumps(asdict(cal), indent=1) + "\n"
 
 
+def calibration_file() -> Traversable:
+    return resources.files("styler") / "weights" / CALIBRATION
+
+
 @functools.cache
 def shipped_calibration() -> Calibration | None:
     """The shipped scales, if they were made for the VGG weights installed here."""
-    text = (resources.files("styler") / "weights" / CALIBRATION).read_text()
+    text = calibration_file().read_text()
     cal = Calibration(**json.loads(text))
     return cal if cal.vgg == weights_id() else None
 
@@ -105,11 +110,33 @@ class _Conv:
 
     index: int  # in ``VGG19.features``
     packed: torch.Tensor
-    w_scale: torch.Tensor  # per output channel
-    bias: torch.Tensor
+    w_scale: torch.Tensor  # per output channel (symmetric: zero points ``w_zero``)
+    w_zero: torch.Tensor
+    bias: torch.Tensor | None
     padding: int
     x_scale: float  # the input's uint8 step (zero point 0 throughout)
     out_scale: float
+
+    @classmethod
+    def pack(cls, index: int, w_q: torch.Tensor, w_scale: torch.Tensor,
+             bias: torch.Tensor | None, padding: int, x_scale: float, out_scale: float
+             ) -> _Conv:  # fmt: skip
+        """Prepack int8 weights ``w_q`` (out, in, 3, 3) for inputs of step ``x_scale``."""
+        packed = torch.ops.onednn.qconv_prepack(
+            w_q.contiguous(memory_format=torch.channels_last), w_scale, x_scale, 0, [1, 1],
+            [padding, padding], [1, 1], 1, None,
+        )  # fmt: skip
+        w_zero = torch.zeros(len(w_scale), dtype=torch.long)
+        return cls(index, packed, w_scale, w_zero, bias, padding, x_scale, out_scale)
+
+    def __call__(self, h: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """conv + ReLU of uint8 ``h``: uint8 out (``dtype`` None) or dequantized in ``dtype``."""
+        scale = self.out_scale if dtype is None else 1.0
+        pad = [self.padding, self.padding]
+        return torch.ops.onednn.qconv2d_pointwise(
+            h, self.x_scale, 0, self.packed, self.w_scale, self.w_zero, self.bias, [1, 1], pad,
+            [1, 1], 1, scale, 0, dtype, "relu", [], "",
+        )  # fmt: skip
 
 
 class Int8VGG:
@@ -133,13 +160,8 @@ class Int8VGG:
                 padding = 0
             w_scale = w.abs().amax(dim=(1, 2, 3)).clamp_min(1e-12) / 127
             w_q = (w / w_scale.view(-1, 1, 1, 1)).round().clamp(-127, 127).to(torch.int8)
-            pad = [padding, padding]
-            packed = torch.ops.onednn.qconv_prepack(
-                w_q.contiguous(memory_format=torch.channels_last), w_scale, x_scale, 0, [1, 1],
-                pad, [1, 1], 1, None,
-            )  # fmt: skip
             out_scale = cal.scales[LAYERS[i + 1]]
-            self.convs.append(_Conv(i, packed, w_scale, bias, padding, x_scale, out_scale))
+            self.convs.append(_Conv.pack(i, w_q, w_scale, bias, padding, x_scale, out_scale))
             x_scale = out_scale
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,16 +171,6 @@ class Int8VGG:
         bgr = nn.functional.pad(x.flip(1).float() * 255 - mean, (1, 1, 1, 1)) + mean
         h = bgr.round_().clamp_(0, 255).to(torch.uint8)
         return h.contiguous(memory_format=torch.channels_last)
-
-    def _conv(self, c: _Conv, h: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-        """conv + ReLU of uint8 ``h``: uint8 out (``dtype`` None) or dequantized in ``dtype``."""
-        zeros = torch.zeros(len(c.w_scale), dtype=torch.long)
-        pad = [c.padding, c.padding]
-        scale = c.out_scale if dtype is None else 1.0
-        return torch.ops.onednn.qconv2d_pointwise(
-            h, c.x_scale, 0, c.packed, c.w_scale, zeros, c.bias, [1, 1], pad, [1, 1], 1,
-            scale, 0, dtype, "relu", [], "",
-        )  # fmt: skip
 
     def __call__(
         self, x: torch.Tensor, taps: tuple[str, ...] | list[str]
@@ -176,10 +188,10 @@ class Int8VGG:
             if tap and (c.index + 1 == deepest or c.index == 0):
                 # float out of the convolution itself: for the deepest tap nothing follows, and
                 # the first convolution (3 input channels) costs less than dequantizing its output
-                out[tap] = self._conv(c, h, dtype)
+                out[tap] = c(h, dtype)
                 if c.index + 1 == deepest:
                     break
-            h = self._conv(c, h, None)
+            h = c(h)
             if tap and tap not in out:  # uint8 steps times the step, in one pass
                 out[tap] = torch.mul(h, torch.tensor(c.out_scale, dtype=dtype))
         if missing := set(taps) - out.keys():
@@ -193,14 +205,9 @@ def available() -> bool:
     if shipped_calibration() is None:
         return False
     try:
-        w = torch.ones(1, 1, 3, 3, dtype=torch.int8)
-        packed = torch.ops.onednn.qconv_prepack(w, torch.ones(1), 1.0, 0, [1, 1], [1, 1],
-                                                [1, 1], 1, None)  # fmt: skip
-        torch.ops.onednn.qconv2d_pointwise(
-            torch.ones(1, 1, 4, 4, dtype=torch.uint8), 1.0, 0, packed, torch.ones(1),
-            torch.zeros(1, dtype=torch.long), None, [1, 1], [1, 1], [1, 1], 1, 1.0, 0, None,
-            "relu", [], "",
-        )  # fmt: skip
+        one = torch.ones(1)
+        conv = _Conv.pack(0, torch.ones(1, 1, 3, 3, dtype=torch.int8), one, None, 1, 1.0, 1.0)
+        conv(torch.ones(1, 1, 4, 4, dtype=torch.uint8))
     except (AttributeError, RuntimeError):
         return False
     return True
