@@ -1,21 +1,48 @@
-"""Calibrate the int8 encoder's activation scales (``styler/weights/vgg19-int8.json``).
+"""Calibrate styler's int8 activation scales: the VGG19 encoder's, or a model's residual blocks'.
 
     python eval/calibrate_int8.py --data DATA [--images 16] [--size 512]
+    python eval/calibrate_int8.py --data DATA --model styler/weights/styler-blocks
 
-The first ``--images`` content photos and as many style images of ``DATA`` that the held-out
-split leaves to training, at ``--size`` px on the shorter side, through the float VGG19.
+Without ``--model``: the first ``--images`` content photos and as many style images of ``DATA``
+that the held-out split leaves to training, at ``--size`` px on the shorter side, through the
+float VGG19, into ``styler/weights/vgg19-int8.json``. With ``--model``: those photos stylized
+with those styles (first with first…) by the model in float32, whose blocks' inputs give the
+scales written into the model's JSON file under ``int8_blocks`` (its weights are not touched).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from styler import images, quant
+import torch
+
+from styler import images, pipeline, quant
 from styler.data import list_images
+from styler.engine import Engine
+from styler.model import weights_path
 from styler.net import ENCODER_LAYER
+from styler.params import FastRequest
 from styler.split import read_split
 from styler.vgg import VGG19
+
+
+def calibrate_blocks(model_path: Path, pairs: list[tuple[Path, Path]], size: int) -> None:
+    engine = Engine.create("cpu", "fp32")
+    model = pipeline.load_model(model_path, engine)
+    inputs: list[torch.Tensor] = []
+    model.decoder.blocks.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
+    req = FastRequest(size=size, precision="fp32")
+    for content, style in pairs:
+        pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
+        pipeline.stylize(model, engine, pair, req)
+    scales = quant.calibrate_blocks(model.decoder.blocks, inputs)
+    config_path = weights_path(model_path).with_suffix(".json")
+    config = json.loads(config_path.read_text())
+    config[quant.BLOCKS_KEY] = [vars(s) for s in scales]
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    print(config_path, config[quant.BLOCKS_KEY])
 
 
 def main() -> None:
@@ -23,10 +50,15 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="a folder with content/ and style/")
     p.add_argument("--images", type=int, default=16, help="images of each folder")
     p.add_argument("--size", type=int, default=512, help="their shorter side, in pixels")
+    p.add_argument("--model", type=Path, help="calibrate this f_θ's residual blocks instead")
     a = p.parse_args()
     split = read_split()
-    files = [*list_images(a.data / "content", set(split.content))[: a.images],
-             *list_images(a.data / "style", set(split.style))[: a.images]]  # fmt: skip
+    contents = list_images(a.data / "content", set(split.content))[: a.images]
+    styles = list_images(a.data / "style", set(split.style))[: a.images]
+    if a.model:
+        calibrate_blocks(a.model, list(zip(contents, styles)), a.size)
+        return
+    files = [*contents, *styles]
     cal = quant.calibrate(VGG19(max_layer=ENCODER_LAYER), (images.read(f, a.size) for f in files))
     out = Path(str(quant.calibration_file()))
     out.write_text(quant.to_json(cal))

@@ -83,8 +83,11 @@ def bench(
     if engine.bf16 or engine.int8 or cpu_has_native_bf16():  # the evidence behind auto's choice
         _precision_ratio(model, engine, g, repeats)
 
-    print("\ntiled fast path (statistics over the whole image, exact tiles), content only timed")
-    print(f"{'MP':>6}{'size':>12}{'time':>9}{'s/MP':>8}{'peak RSS':>10}")
+    if megapixels:
+        print(
+            "\ntiled fast path (statistics over the whole image, exact tiles), content only timed"
+        )
+        print(f"{'MP':>6}{'size':>12}{'time':>9}{'s/MP':>8}{'peak RSS':>10}")
     for mp in megapixels:
         side = round(math.sqrt(mp * 1e6) / 4) * 4
         pair = _pair(side, side, g, engine.device)
@@ -125,7 +128,7 @@ def _precision_ratio(model, engine: Engine, g: torch.Generator, repeats: int) ->
         mse = (outs[name] - outs["fp32"]).pow(2).mean().item()
         psnr = "" if name == "fp32" else f", {10 * math.log10(1 / max(mse, 1e-12)):.1f} dB PSNR"
         what = engines[name].describe().split(" ", 1)[1]
-        print(f"  {what:<26}{t * 1e3:>6.0f} ms, {times['fp32'] / t:.2f}× fp32's speed{psnr}")
+        print(f"  {what:<32}{t * 1e3:>6.0f} ms, {times['fp32'] / t:.2f}× fp32's speed{psnr}")
 
 
 def _solver_iteration(engine: Engine, pair: pipeline.Pair) -> float:

@@ -40,8 +40,9 @@ MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M paramete
 TRAIN_PRECISIONS = ("auto", "bf16", "fp32")  # int8 is for stylizing with a trained f_θ
 TRAIN_PRECISION_HELP = "network precision; auto: bf16 where native and measured faster, else fp32"
 PRECISION_HELP = (
-    "network precision; auto: f_θ's VGG encoder in int8 where the CPU has VNNI, the rest bf16 "
-    "where native and measured faster, else fp32; int8: that encoder in int8, the rest as auto"
+    "network precision; auto: f_θ's VGG encoder and residual blocks in int8 where the CPU has "
+    "VNNI, the rest bf16 where native and measured faster, else fp32; int8: those in int8, the "
+    "rest as auto"
 )
 # Files a folder argument contributes (training folders, batch inputs); other files are skipped
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")

@@ -12,7 +12,7 @@ Only the networks run under autocast: images being optimized, statistics and opt
 fp32 (the callers cast what they keep with ``.float()``).
 On a CPU with VNNI, ``auto`` also runs f_θ's frozen VGG encoder in int8 (:mod:`quant`): its
 convolutions are most of the fast path, and VGG19→relu3_1 ran 1.7× faster in int8 than in bf16
-on a Zen 4 (0.19 → 0.11 s at 544²).
+on a Zen 4 (0.19 → 0.11 s at 544²); the decoder's residual blocks too, where calibrated.
 On a CPU, freed blocks are kept for reuse (:func:`reuse_freed_memory`): otherwise every activation
 above glibc's 32 MB mmap ceiling is a fresh mapping whose pages fault in on first touch.
 """
@@ -153,7 +153,8 @@ def resolve_device(device: str = DEFAULT_DEVICE) -> torch.device:
 @dataclass(frozen=True)
 class Engine:
     """A device and the precision its networks run in (``bf16`` or ``fp32``, never ``auto``);
-    with ``int8``, f_θ's VGG encoder runs in int8 (:mod:`quant`) and the rest in ``precision``."""
+    with ``int8``, f_θ's VGG encoder and its decoder's residual blocks (where the model has
+    scales for them) run in int8 (:mod:`quant`), the rest in ``precision``."""
 
     device: torch.device
     precision: str
@@ -189,7 +190,7 @@ class Engine:
         return self.precision == "bf16"
 
     def autocast(self) -> AbstractContextManager:
-        """The context the networks run in: bf16 autocast, and int8 for f_θ's VGG encoder."""
+        """The context the networks run in: bf16 autocast, and int8 for f_θ's encoder and blocks."""
         stack = ExitStack()
         if self.bf16:
             stack.enter_context(torch.autocast(self.device.type, dtype=torch.bfloat16))
@@ -213,5 +214,5 @@ class Engine:
         return x.contiguous(memory_format=torch.channels_last) if fast else x
 
     def describe(self) -> str:
-        encoder = " + int8 VGG encoder" if self.int8 else ""
+        encoder = " + int8 encoder and blocks" if self.int8 else ""
         return f"{self.device.type} {self.precision}{encoder}"

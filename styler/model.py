@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
+from . import quant
 from .config import ENCODERS, MAX_BLOCKS, TRANSFORMS
 from .files import atomic_write
 from .function import (
@@ -200,7 +201,8 @@ class StyleNet(nn.Module):
         """Write ``path`` (.safetensors, fp16) and its .json config, each atomically."""
         path = weights_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        config = {**self.config, **(extra or {}), "format": FORMAT,
+        kept = {k: v for k, v in self.config.items() if k != quant.BLOCKS_KEY}  # for old weights
+        config = {**kept, **(extra or {}), "format": FORMAT,
                   "format_version": FORMAT_VERSION, "architecture": self.architecture}  # fmt: skip
         if self.kind == "vgg":
             weights = self.encoder.vgg.weights
@@ -245,6 +247,11 @@ class StyleNet(nn.Module):
             raise ModelError(
                 f"{path}: weights do not fit the {arch} architecture ({msg})"
             ) from None
+        if (scales := config.get(quant.BLOCKS_KEY)) is not None:
+            try:
+                model.decoder.int8_scales = quant.block_scales(scales, model.blocks)
+            except ValueError as e:
+                raise ModelError(f"{path.with_suffix('.json')}: {e}") from None
         model.config, model.identity = config, hashlib.sha256(data).hexdigest()[:16]
         return model.to(device).eval()
 

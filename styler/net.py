@@ -101,7 +101,8 @@ class Decoder(nn.Module):
     With ``skips``, after each upsampling it adds a 1×1 convolution of that resolution's skip
     features (relu2_1, then relu1_1); these start at zero, so a decoder trained without skips
     continues from exactly its own output. ``blocks`` residual blocks follow the first
-    convolution, at 1/4 resolution (each costs ≈ 15–20 ms at 512² in bf16 here).
+    convolution, at 1/4 resolution (each costs ≈ 15–20 ms at 512² in bf16 here), in int8 within
+    :func:`quant.enabled` when the model has scales for them (``int8_scales``, from its file).
     """
 
     SKIP_CHANNELS = (128, 64)
@@ -121,16 +122,24 @@ class Decoder(nn.Module):
         for conv in self.skips or ():
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
+        self.int8_scales: list[quant.BlockScales] | None = None
+        self.int8: quant.Int8Blocks | None = None  # built on first use, from int8_scales
 
     def forward(self, feats: Features, affines: list[Affine] | None = None) -> torch.Tensor:
         """D(f), or D(T f + b) with ``affines`` (one (T, b) per level) folded into the first
         convolution of each level."""
         maps = affines or [None] * len(feats)
-        x, start = self.blocks(self.net[1](_affine_conv(self.net[0], feats[0], maps[0]))), 2
+        x, start = self._blocks(self.net[1](_affine_conv(self.net[0], feats[0], maps[0]))), 2
         for conv, stop, f, a in zip(self.skips or (), self.SKIP_AT, feats[1:], maps[1:]):
             x = self.net[start:stop](x) + _affine_conv(conv, f, a)
             start = stop
         return self.net[start:](x)
+
+    def _blocks(self, x: torch.Tensor) -> torch.Tensor:
+        if self.int8_scales and quant.active() and x.device.type == "cpu":
+            self.int8 = self.int8 or quant.Int8Blocks(self.blocks, self.int8_scales)
+            return self.int8(x)
+        return self.blocks(x)
 
 
 def _affine_conv(conv: nn.Conv2d, f: torch.Tensor, affine: Affine | None) -> torch.Tensor:

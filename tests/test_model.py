@@ -207,6 +207,11 @@ CORRUPTIONS = {  # case: (corrupt the saved model, the file the message names, w
         ".safetensors",
         "unknown architecture",
     ),
+    "bad-int8-scales": (
+        lambda p: _edit_json(p, int8_blocks=[{"x_scale": -1.0, "x_zero": 0, "h_scale": 1.0}]),
+        ".json",
+        "'int8_blocks' is not a list of",
+    ),
     "too-many-blocks": (
         lambda p: _edit_json(p, architecture={"encoder": "vgg", "transform": "wct", "blocks": 99}),
         ".safetensors",
@@ -271,3 +276,13 @@ def test_a_model_with_blocks_keeps_them_through_its_file(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(back(c, [s]), model(c, [s]), atol=2e-3, rtol=0)
         assert (back(c, [s]) - plain(c, [s])).abs().max() > 1e-3
+
+
+def test_int8_scales_come_with_the_shipped_model_and_never_outlive_its_weights(tmp_path):
+    """Scales are calibrated for one set of weights: a model saved again (after training) drops
+    them, and its blocks run in float until calibrated anew."""
+    shipped = StyleNet.load()
+    assert len(shipped.decoder.int8_scales) == shipped.blocks == 3
+    shipped.save(tmp_path / "again.safetensors")
+    assert "int8_blocks" not in json.loads((tmp_path / "again.json").read_text())
+    assert StyleNet.load(tmp_path / "again").decoder.int8_scales is None

@@ -1,4 +1,4 @@
-"""The int8 encoder: close to the float VGG19, used only where the engine asks for it and no
+"""The int8 encoder and blocks: close to the float networks, used only where the engine asks and no
 gradient flows, and chosen by ``auto`` only on CPUs with int8 dot products."""
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_the_clip_gives_up_the_rare_largest_values_for_finer_steps():
     samples = torch.empty(100_000).exponential_(generator=torch.Generator().manual_seed(0))
-    step = quant.clip_scale(samples)
+    step, zero = quant.clip_range(samples)
+    assert zero == 0  # ReLU outputs: no zero point
     assert step * quant.LEVELS < 0.9 * samples.max()  # the tail is clipped…
 
     def error(s: float) -> float:
@@ -39,6 +40,17 @@ def test_the_clip_gives_up_the_rare_largest_values_for_finer_steps():
 
     coarse = samples.max().item() / quant.LEVELS
     assert error(step) < error(coarse)  # …because that costs less than coarse steps
+
+
+def test_signed_activations_get_a_zero_point_that_keeps_zero_exact():
+    g = torch.Generator().manual_seed(0)
+    samples = torch.cat([torch.randn(90_000, generator=g).abs(), -0.3 * torch.rand(10_000)])
+    step, zero = quant.clip_range(samples)
+    assert 0 < zero < quant.LEVELS // 4  # few steps below zero: the negative tail is short
+    q = quant.quantize(samples, step, zero).float()
+    assert q.min() >= 0 and q.max() <= quant.LEVELS
+    assert quant.quantize(torch.zeros(1), step, zero).item() == zero
+    assert ((q - zero) * step - samples).abs().median() < step
 
 
 def test_calibration_is_repeatable_and_names_the_vgg_weights():
@@ -88,6 +100,7 @@ def test_the_int8_fast_path_looks_like_bf16_and_runs_only_when_asked():
         with torch.inference_mode(), engine.autocast():
             outs[precision] = model(engine.tensor(content), [engine.tensor(style)])
         assert (model.encoder.int8 is not None) == (precision == "int8")
+        assert (model.decoder.int8 is not None) == (precision == "int8")
     assert _psnr(outs["bf16"], outs["int8"]) >= 35
 
 
@@ -119,3 +132,35 @@ def test_int8_without_the_means_is_refused_and_training_stays_float(monkeypatch)
         Engine.create("cpu", "int8")
     with pytest.raises(ValueError, match="precision must be one of"):
         TrainConfig("content", "style", precision="int8")
+
+
+def _block_inputs(model: StyleNet, *pairs: tuple[str, str]) -> list[torch.Tensor]:
+    """What enters the decoder's blocks when ``model`` stylizes ``pairs`` of presets (float)."""
+    inputs: list[torch.Tensor] = []
+    hook = model.decoder.blocks.register_forward_pre_hook(lambda _, a: inputs.append(a[0]))
+    with torch.inference_mode():
+        for content, style in pairs:
+            model(_preset(content, 128), [_preset(style, 128)])
+    hook.remove()
+    return inputs
+
+
+def test_block_calibration_is_repeatable_and_gives_the_relu_input_no_zero_point():
+    model = StyleNet.load()
+    inputs = _block_inputs(model, ("durer-erasmus", "sisley-snow-at-louveciennes"))
+    a = quant.calibrate_blocks(model.decoder.blocks, inputs)
+    assert a == quant.calibrate_blocks(model.decoder.blocks, inputs) and len(a) == 3
+    assert a[0].x_zero == 0  # the first block's input comes out of a ReLU
+    assert all(s.x_scale > 0 and s.h_scale > 0 for s in a)
+
+
+@needs_int8
+@torch.inference_mode()
+def test_int8_blocks_are_close_to_the_float_ones():
+    model = StyleNet.load()
+    x = _block_inputs(model, ("modigliani-jean-cocteau", "rublev-saviour-in-glory"))[0]
+    x = x.contiguous(memory_format=torch.channels_last)
+    ref = model.decoder.blocks(x)
+    got = quant.Int8Blocks(model.decoder.blocks, model.decoder.int8_scales)(x)
+    assert got.dtype == x.dtype and got.shape == ref.shape
+    assert ((got - ref).norm() / ref.norm()).item() < 0.05
