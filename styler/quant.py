@@ -7,11 +7,9 @@ Weights are quantized per output channel (symmetric, 8 bits); activations per te
 scales calibrated once on training images (:func:`calibrate`, shipped in
 ``weights/vgg19-int8.json``); the input is the image's own 8-bit values (the mean subtraction
 moves into the first bias). Used only without autograd, within :func:`enabled` (the engine's
-``int8``): the objective, the solver and training keep the float VGG19.
-
-The decoder's residual blocks run in int8 too (:class:`Int8Blocks`, scales per model in its JSON
-file); its other layers stay float: in int8 they cost up to +5.8 % L (8 held-out pairs, 512 px),
-the blocks alone −0.4…+0.2 %.
+``int8``): the objective, the solver and training keep the float VGG19. The decoder's residual
+blocks run in int8 too (:class:`Int8Blocks`, scales per model in its file), its other layers not:
+in int8 they cost up to +5.8 % L on a held-out pair at 512 px, the blocks −0.4…+0.2 %.
 """
 
 from __future__ import annotations
@@ -34,9 +32,8 @@ from .vgg import VGG19, MaxPool, weights_id
 
 CALIBRATION = "vgg19-int8.json"  # in styler/weights
 BLOCKS_KEY = "int8_blocks"  # a model's JSON file keeps its blocks' scales under this key
-# uint8 steps of an activation: 7 bits, as PyTorch's x86 default. Measured on the 8 held-out pairs
-# at 512 px against bf16: all 255 gave median L +1.2 % and 34 dB PSNR on the worst pair; 127 gave
-# −0.3 % and 40 dB
+# uint8 steps of an activation: 7 bits, as PyTorch's x86 default. On 8 held-out pairs at 512 px
+# against bf16, 255 gave median L +1.2 % and 34 dB PSNR on the worst pair; 127: −0.3 %, 40 dB
 LEVELS = 127
 _CLIPS = torch.linspace(0.1, 1.0, 91)  # fractions of the largest activation tried as the clip
 
@@ -135,7 +132,6 @@ def shipped_calibration() -> Calibration | None:
 class _Conv:
     """One convolution (and its ReLU) prepacked for oneDNN, with its quantization."""
 
-    index: int  # in ``VGG19.features``
     packed: torch.Tensor
     w_scale: torch.Tensor  # per output channel (symmetric: zero points ``w_zero``)
     w_zero: torch.Tensor
@@ -147,7 +143,7 @@ class _Conv:
     relu: bool = True
 
     @classmethod
-    def pack(cls, index: int, w_q: torch.Tensor, w_scale: torch.Tensor,
+    def pack(cls, w_q: torch.Tensor, w_scale: torch.Tensor,
              bias: torch.Tensor | None, padding: int, x_scale: float, out_scale: float,
              x_zero: int = 0, relu: bool = True) -> _Conv:  # fmt: skip
         """Prepack int8 weights ``w_q`` (out, in, 3, 3) for inputs of step ``x_scale``."""
@@ -156,14 +152,15 @@ class _Conv:
             [padding, padding], [1, 1], 1, None,
         )  # fmt: skip
         w_zero = torch.zeros(len(w_scale), dtype=torch.long)
-        return cls(index, packed, w_scale, w_zero, bias, padding, x_scale, out_scale, x_zero, relu)
+        return cls(packed, w_scale, w_zero, bias, padding, x_scale, out_scale, x_zero, relu)
 
     @classmethod
     def of(cls, conv: nn.Conv2d, x_scale: float, out_scale: float, x_zero: int = 0,
            relu: bool = True) -> _Conv:  # fmt: skip
+        """A float convolution's int8 counterpart, for inputs of step ``x_scale``."""
         w_q, w_scale = quantize_weight(conv.weight.detach().float().cpu())
         bias = conv.bias.detach().float().cpu()
-        return cls.pack(-1, w_q, w_scale, bias, conv.padding[0], x_scale, out_scale, x_zero, relu)
+        return cls.pack(w_q, w_scale, bias, conv.padding[0], x_scale, out_scale, x_zero, relu)
 
     def __call__(self, h: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """conv (+ ReLU) of uint8 ``h``: uint8 out (``dtype`` None) or dequantized in ``dtype``."""
@@ -184,7 +181,7 @@ class Int8VGG:
         if cal is None:
             raise ValueError(f"no int8 calibration for the VGG19 weights {weights_id()}")
         self.vgg = vgg
-        self.convs: list[_Conv] = []
+        self.convs: list[tuple[int, _Conv]] = []  # with their indices in ``vgg.features``
         x_scale = 1.0  # the input is the image's 0…255 BGR values themselves
         for i, m in enumerate(vgg.features):
             if not isinstance(m, nn.Conv2d):
@@ -196,7 +193,7 @@ class Int8VGG:
                 padding = 0
             w_q, w_scale = quantize_weight(w)
             out_scale = cal.scales[LAYERS[i + 1]]
-            self.convs.append(_Conv.pack(i, w_q, w_scale, bias, padding, x_scale, out_scale))
+            self.convs.append((i, _Conv.pack(w_q, w_scale, bias, padding, x_scale, out_scale)))
             x_scale = out_scale
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
@@ -214,17 +211,17 @@ class Int8VGG:
         autocast = torch.is_autocast_enabled("cpu")
         dtype = torch.get_autocast_dtype("cpu") if autocast else torch.float32
         h, out, deepest = self._input(x), {}, max(wanted)
-        for c in self.convs:
-            if c.index > deepest:
+        for i, c in self.convs:
+            if i > deepest:
                 break
-            if c.index and isinstance(self.vgg.features[c.index - 1], MaxPool):
-                h = self.vgg.features[c.index - 1](h)
-            tap = wanted.get(c.index + 1)
-            if tap and (c.index + 1 == deepest or c.index == 0):
+            if i and isinstance(self.vgg.features[i - 1], MaxPool):
+                h = self.vgg.features[i - 1](h)
+            tap = wanted.get(i + 1)
+            if tap and (i + 1 == deepest or i == 0):
                 # float out of the convolution itself: for the deepest tap nothing follows, and
                 # the first convolution (3 input channels) costs less than dequantizing its output
                 out[tap] = c(h, dtype)
-                if c.index + 1 == deepest:
+                if i + 1 == deepest:
                     break
             h = c(h)
             if tap and tap not in out:  # uint8 steps times the step, in one pass
@@ -273,9 +270,8 @@ def calibrate_blocks(blocks: Sequence[nn.Module], inputs: Iterable[torch.Tensor]
             xs[i].append(_sample(x, samples, g))
             hs[i].append(_sample(h, samples, g))
             x = x + block.b(h)
-    ranges = [(clip_range(torch.cat(x)), clip_range(torch.cat(h))[0]) for x, h in zip(xs, hs)]
-    return [BlockScales(round(x_scale, 6), x_zero, round(h_scale, 6))
-            for (x_scale, x_zero), h_scale in ranges]  # fmt: skip
+    ranges = [(*clip_range(torch.cat(x)), clip_range(torch.cat(h))[0]) for x, h in zip(xs, hs)]
+    return [BlockScales(round(step, 6), zero, round(h_step, 6)) for step, zero, h_step in ranges]
 
 
 class Int8Blocks:
@@ -301,7 +297,7 @@ def available() -> bool:
         return False
     try:
         one = torch.ones(1)
-        conv = _Conv.pack(0, torch.ones(1, 1, 3, 3, dtype=torch.int8), one, None, 1, 1.0, 1.0)
+        conv = _Conv.pack(torch.ones(1, 1, 3, 3, dtype=torch.int8), one, None, 1, 1.0, 1.0)
         conv(torch.ones(1, 1, 4, 4, dtype=torch.uint8))
     except (AttributeError, RuntimeError):
         return False
