@@ -10,8 +10,10 @@ each command imports what it runs.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -227,5 +229,22 @@ def main(argv: list[str] | None = None, forward: bool = True) -> int:
     return code
 
 
+def console() -> None:
+    """The ``styler`` command: :func:`main`, then a quick exit. Once torch is imported, the
+    interpreter's teardown costs a finished command ≈ 0.35 s (here: ``import torch`` then exit
+    1.3 s, 0.97 s this way); the exit handlers still run, and the streams are flushed first."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: the usual exit reports it
+        sys.exit(code)
+    main_thread = threading.main_thread()
+    if any(not t.daemon for t in threading.enumerate() if t is not main_thread):
+        sys.exit(code)  # the usual exit waits for these threads
+    atexit._run_exitfuncs()  # what a normal exit runs before the teardown it skips
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -245,6 +245,31 @@ def test_console_entry_point_runs(files, tmp_path):
     assert Image.open(out).format == "WEBP"
 
 
+def _console(tmp_path: Path, *args: object) -> subprocess.CompletedProcess:
+    """The ``styler`` command (``cli.console``) with an exit handler of the caller's registered."""
+    code = ("import atexit, sys\nfrom styler.cli import console\n"
+            "atexit.register(lambda: print('exit handler ran'))\n"
+            f"sys.argv = ['styler', *{list(map(str, args))!r}]\nconsole()\n")  # fmt: skip
+    return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+
+
+def test_the_quick_exit_keeps_the_exit_code_the_output_and_the_exit_handlers(
+    files, tmp_path, capsys
+):
+    ok = _console(tmp_path, "styles")
+    assert ok.returncode == 0, ok.stderr
+    listed = run(["styles"], capsys)[1]
+    assert ok.stdout == listed + "exit handler ran\n"  # all of it, through a pipe
+    fast = _console(tmp_path, "fast", files["content"], files["style"], "-o", "o.png",
+                    "--size", "32", "--weights", files["model"], "--no-daemon")  # fmt: skip
+    assert fast.returncode == 0 and (tmp_path / "o.png").is_file(), fast.stderr
+    assert fast.stdout.endswith("exit handler ran\n")
+    bad = _console(tmp_path, "fast", "none.jpg", files["style"], "-o", "x.png")
+    assert bad.returncode == 2 and "none.jpg" in bad.stderr
+    assert bad.stdout == "exit handler ran\n"
+
+
 def _defaults(command: str) -> dict:
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[command]
