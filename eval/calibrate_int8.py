@@ -13,36 +13,13 @@ scales written into the model's JSON file under ``int8_blocks`` (its weights are
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-
-import torch
 
 from styler import images, pipeline, quant
 from styler.data import list_images
-from styler.engine import Engine
-from styler.model import weights_path
 from styler.net import ENCODER_LAYER
-from styler.params import FastRequest
 from styler.split import read_split
 from styler.vgg import VGG19
-
-
-def calibrate_blocks(model_path: Path, pairs: list[tuple[Path, Path]], size: int) -> None:
-    engine = Engine.create("cpu", "fp32")
-    model = pipeline.load_model(model_path, engine)
-    inputs: list[torch.Tensor] = []
-    model.decoder.blocks.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
-    req = FastRequest(size=size, precision="fp32")
-    for content, style in pairs:
-        pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
-        pipeline.stylize(model, engine, pair, req)
-    scales = quant.calibrate_blocks(model.decoder.blocks, inputs)
-    config_path = weights_path(model_path).with_suffix(".json")
-    config = json.loads(config_path.read_text())
-    config[quant.BLOCKS_KEY] = [vars(s) for s in scales]
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
-    print(config_path, config[quant.BLOCKS_KEY])
 
 
 def main() -> None:
@@ -56,7 +33,7 @@ def main() -> None:
     contents = list_images(a.data / "content", set(split.content))[: a.images]
     styles = list_images(a.data / "style", set(split.style))[: a.images]
     if a.model:
-        calibrate_blocks(a.model, list(zip(contents, styles)), a.size)
+        pipeline.calibrate_int8(a.model, list(zip(contents, styles)), a.size)
         return
     files = [*contents, *styles]
     cal = quant.calibrate(VGG19(max_layer=ENCODER_LAYER), (images.read(f, a.size) for f in files))

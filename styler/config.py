@@ -162,6 +162,9 @@ class TrainConfig:
     )
     eval_every: int = field(default=250, **_help("held-out L on a fixed small set every N steps"))
     eval_pairs: int = field(default=8, **_help("pairs in that fixed held-out set"))
+    int8_pairs: int = field(
+        default=8, **_help("training pairs that calibrate the int8 blocks at the end (0: none)")
+    )
     init: str | None = field(
         default=None,
         **_help(
@@ -189,7 +192,7 @@ class TrainConfig:
         for name in ("ckpt_every", "log_every", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("threads", "workers", "eval_pairs"):
+        for name in ("threads", "workers", "eval_pairs", "int8_pairs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)}")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -254,6 +254,13 @@ class StyleNet(nn.Module):
                 raise ModelError(f"{path.with_suffix('.json')}: {e}") from None
         model.config, model.identity = config, hashlib.sha256(data).hexdigest()[:16]
         return model.to(device).eval()
+
+
+def save_int8_scales(path: str | Path, scales: list[quant.BlockScales]) -> None:
+    """Keep a saved model's block scales in its JSON file (its weights are not touched)."""
+    cfg_path = weights_path(path).with_suffix(".json")
+    config = {**_read_config(cfg_path), quant.BLOCKS_KEY: [asdict(s) for s in scales]}
+    atomic_write(cfg_path, (json.dumps(config, indent=2) + "\n").encode())
 
 
 def _read_config(cfg_path: Path) -> dict:

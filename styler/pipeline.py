@@ -13,13 +13,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from . import images
+from . import images, quant
 from .config import DEFAULT_DEVICE
 from .engine import Engine
 from .function import StyleCode, normalize_weights
 from .images import ImageError
 from .losses import LossConfig, Objective
-from .model import Encoded, StyleNet
+from .model import Encoded, StyleNet, save_int8_scales
 from .params import MIN_SIDE, FastRequest, Inputs, SolveRequest
 from .solver import Progress, Result, solve_pair
 
@@ -165,6 +165,21 @@ def stylize(model: StyleNet, engine: Engine, pair: Pair, req: FastRequest,
     codes = style_codes(model, engine, pair.styles)
     return stylize_codes(model, engine, pair.content, codes, req, weights=pair.weights,
                          tile_progress=tile_progress)  # fmt: skip
+
+
+def calibrate_int8(weights: str | Path, pairs: Sequence[tuple[Path, Path]], size: int) -> None:
+    """Calibrate the int8 residual blocks of the model file ``weights`` on (content, style) image
+    files at ``size`` px, stylized in float32, and keep the scales in its JSON file."""
+    engine = Engine.create("cpu", "fp32")
+    model = load_model(weights, engine)
+    if not model.blocks:
+        return
+    inputs: list[torch.Tensor] = []
+    model.decoder.blocks.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
+    req = FastRequest(size=size, precision="fp32")
+    for content, style in pairs:
+        stylize(model, engine, read_pair((str(content), content), [(str(style), style)], req), req)
+    save_int8_scales(weights, quant.calibrate_blocks(model.decoder.blocks, inputs))
 
 
 def fast_of(req: Inputs) -> FastRequest:

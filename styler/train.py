@@ -8,8 +8,8 @@
 
 A run folder holds ``checkpoint.pt`` (re-running the command resumes), ``log.csv`` (training
 loss), ``heldout.csv`` (L on a fixed held-out set every ``eval_every`` steps), ``loss.png`` and
-the exported ``model.safetensors`` + ``model.json``. Under ``torchrun`` each rank draws its own
-pairs and DistributedDataParallel averages gradients; only rank 0 writes.
+the exported ``model.safetensors`` + ``model.json`` (at the end with its int8 blocks' scales).
+Under ``torchrun`` each rank draws its own pairs and DDP averages gradients; rank 0 writes.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .engine import Engine
 from .losses import Objective
 from .model import StyleNet
 from .net import ENCODER_LAYER
+from .pipeline import calibrate_int8
 from .split import read_split
 from .stages import ReconStage, StyleStage, style_loss
 from .targets import TargetCache
@@ -199,7 +200,9 @@ def train(cfg: TrainConfig) -> Path:
         bar.close()
     if rank == 0 and not (out / "model.safetensors").exists():
         _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings)
-    if own_group:  # end together: left to the exit, gloo aborted a rank in 7 of 78 torchrun tests
+    if rank == 0 and step >= cfg.steps and cfg.int8_pairs:  # not after an interrupt: ≈ 2 s a pair
+        calibrate_int8(out / "model", list(zip(contents, styles))[: cfg.int8_pairs], cfg.resize)
+    if own_group:  # end together: left to the exit, gloo aborted a rank in 7 of 78 torchrun runs
         dist.barrier()
         dist.destroy_process_group()
     return out / "model.safetensors"

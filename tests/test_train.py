@@ -171,6 +171,18 @@ def test_init_adds_blocks_that_start_as_the_identity_but_never_drops_them(tmp_pa
                    shared_vgg("relu3_1"))  # fmt: skip
 
 
+def test_a_finished_run_calibrates_its_int8_blocks_and_an_unfinished_one_does_not(tmp_path):
+    """The exported model carries its blocks' scales once training is done, so it runs them in
+    int8 as the shipped model does; a later export (training on) drops them again."""
+    model_json = tmp_path / "run" / "model.json"
+    train(run_config(tmp_path, blocks=2, steps=2, recon_steps=1, int8_pairs=2))
+    scales = json.loads(model_json.read_text())["int8_blocks"]
+    assert len(scales) == 2 and all(s["x_scale"] > 0 and s["h_scale"] > 0 for s in scales)
+    assert StyleNet.load(tmp_path / "run" / "model").decoder.int8_scales is not None
+    train(run_config(tmp_path, blocks=2, steps=3, recon_steps=1, int8_pairs=0))
+    assert "int8_blocks" not in json.loads(model_json.read_text())
+
+
 def test_the_style_stage_leaves_the_encoder_as_stage_one_left_it(tmp_path):
     train(run_config(tmp_path, steps=2))
     before = StyleNet.load(tmp_path / "run" / "model").encoder.state_dict()
@@ -211,7 +223,8 @@ def test_resuming_with_another_network_names_the_settings_instead_of_crashing(tm
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("log_every", 0), ("eval_every", 0), ("ckpt_every", 0), ("threads", -1)]
+    ("field", "value"),
+    [("log_every", 0), ("eval_every", 0), ("ckpt_every", 0), ("threads", -1), ("int8_pairs", -1)],
 )
 def test_counts_that_would_crash_the_loop_are_refused_up_front(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
