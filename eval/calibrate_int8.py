@@ -34,6 +34,7 @@ def main() -> None:
     styles = list_images(a.data / "style", set(split.style))[: a.images]
     if a.model:
         pipeline.calibrate_int8(a.model, list(zip(contents, styles)), a.size)
+        print(f"{a.model}: scales of its int8 blocks written into its JSON file")
         return
     files = [*contents, *styles]
     cal = quant.calibrate(VGG19(max_layer=ENCODER_LAYER), (images.read(f, a.size) for f in files))
