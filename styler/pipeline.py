@@ -169,17 +169,21 @@ def stylize(model: StyleNet, engine: Engine, pair: Pair, req: FastRequest,
 
 def calibrate_int8(weights: str | Path, pairs: Sequence[tuple[Path, Path]], size: int) -> None:
     """Calibrate the int8 residual blocks of the model file ``weights`` on (content, style) image
-    files at ``size`` px, stylized in float32, and keep the scales in its JSON file."""
+    files at ``size`` px, stylized in float32, and keep the scales in its JSON file (a pair that
+    does not read is left out)."""
     engine = Engine.create("cpu", "fp32")
     model = load_model(weights, engine)
-    if not model.blocks:
-        return
     inputs: list[torch.Tensor] = []
     model.decoder.blocks.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
     req = FastRequest(size=size, precision="fp32")
-    for content, style in pairs:
-        stylize(model, engine, read_pair((str(content), content), [(str(style), style)], req), req)
-    save_int8_scales(weights, quant.calibrate_blocks(model.decoder.blocks, inputs))
+    for content, style in pairs if model.blocks else ():
+        try:
+            pair = read_pair((str(content), content), [(str(style), style)], req)
+        except ImageError:
+            continue
+        stylize(model, engine, pair, req)
+    if inputs:
+        save_int8_scales(weights, quant.calibrate_blocks(model.decoder.blocks, inputs))
 
 
 def fast_of(req: Inputs) -> FastRequest:

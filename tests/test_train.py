@@ -18,6 +18,7 @@ from styler.config import TrainConfig
 from styler.curves import read_rows
 from styler.losses import Objective
 from styler.model import StyleNet
+from styler.pipeline import calibrate_int8
 from styler.stages import ReconStage, StyleStage, style_loss
 from styler.train import holdout_names, start_from, train
 
@@ -181,6 +182,19 @@ def test_a_finished_run_calibrates_its_int8_blocks_and_an_unfinished_one_does_no
     assert StyleNet.load(tmp_path / "run" / "model").decoder.int8_scales is not None
     train(run_config(tmp_path, blocks=2, steps=3, recon_steps=1, int8_pairs=0))
     assert "int8_blocks" not in json.loads(model_json.read_text())
+
+
+def test_calibration_leaves_out_a_pair_that_does_not_read(tmp_path):
+    path = tmp_path / "m.safetensors"
+    StyleNet.build("lite", blocks=1).save(path)
+    folder = image_folder(tmp_path / "img", ["c.png", "s.png"])
+    (folder / "bad.jpg").write_bytes(b"not an image")
+    calibrate_int8(path, [(folder / "bad.jpg", folder / "s.png")], 32)
+    assert "int8_blocks" not in json.loads(path.with_suffix(".json").read_text())
+    calibrate_int8(
+        path, [(folder / "bad.jpg", folder / "s.png"), (folder / "c.png", folder / "s.png")], 32
+    )
+    assert len(json.loads(path.with_suffix(".json").read_text())["int8_blocks"]) == 1
 
 
 def test_the_style_stage_leaves_the_encoder_as_stage_one_left_it(tmp_path):
