@@ -200,7 +200,7 @@ def train(cfg: TrainConfig) -> Path:
         bar.close()
     if rank == 0 and not (out / "model.safetensors").exists():
         _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings)
-    if rank == 0 and step >= cfg.steps and cfg.int8_pairs:  # not after an interrupt: ≈ 2 s a pair
+    if rank == 0 and step >= cfg.steps and cfg.int8_pairs:  # not after an interrupt: ≈ 3 s a pair
         calibrate_int8(out / "model", list(zip(contents, styles))[: cfg.int8_pairs], cfg.resize)
     if own_group:  # end together: left to the exit, gloo aborted a rank in 7 of 78 torchrun runs
         dist.barrier()
