@@ -223,6 +223,6 @@ def _one(a: FastCommand, req: FastRequest, path: Path, style_args: list[str]) ->
         tiles.close()
     dt = time.perf_counter() - t0
     images.save(images.to_pil(out, content.alpha), a.output)
-    print(f"{a.output}: {out.shape[-1]}×{out.shape[-2]} in {dt * 1000:.0f} ms "
-          f"(fast path, {stylist.engine.describe()})")  # fmt: skip
+    what = stylist.engine.describe(stylist.model.int8_parts)
+    print(f"{a.output}: {out.shape[-1]}×{out.shape[-2]} in {dt * 1000:.0f} ms (fast path, {what})")
     return 0

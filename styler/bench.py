@@ -60,13 +60,15 @@ def bench(
     """Print the fast path (first call, median, peak memory), the bf16/fp32 ratio, tiled
     throughput, the solver per iteration, and the peers' figures on the same images."""
     threads = torch.get_num_threads()
-    print(f"styler bench: {engine.describe()} ({platform.processor() or platform.machine()}, "
-          f"{threads} threads), torch {torch.__version__}")  # fmt: skip
     t0 = time.perf_counter()
     model = pipeline.load_model(weights, engine)
+    load_s = time.perf_counter() - t0
+    cpu = platform.processor() or platform.machine()
+    print(f"styler bench: {engine.describe(model.int8_parts)} ({cpu}, {threads} threads), "
+          f"torch {torch.__version__}")  # fmt: skip
     params = sum(v.numel() for v in model.trained_state().values())
     print(f"model: {model.kind} encoder + {model.transform}, {params / 1e6:.2f} M trained "
-          f"parameters, loaded in {time.perf_counter() - t0:.2f} s")  # fmt: skip
+          f"parameters, loaded in {load_s:.2f} s")  # fmt: skip
     g = torch.Generator().manual_seed(0)
     req = FastRequest(precision=engine.setting)
 
@@ -127,7 +129,7 @@ def _precision_ratio(model, engine: Engine, g: torch.Generator, repeats: int) ->
     for name, t in times.items():
         mse = (outs[name] - outs["fp32"]).pow(2).mean().item()
         psnr = "" if name == "fp32" else f", {10 * math.log10(1 / max(mse, 1e-12)):.1f} dB PSNR"
-        what = engines[name].describe().split(" ", 1)[1]
+        what = engines[name].describe(model.int8_parts).split(" ", 1)[1]
         print(f"  {what:<32}{t * 1e3:>6.0f} ms, {times['fp32'] / t:.2f}× fp32's speed{psnr}")
 
 

@@ -109,7 +109,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
     for name, secs, t in rows:
         print(f"{name:16}{secs:>9.2f}s" + "".join(f"{t[k]:>10.4f}" for k in keys))
     print(f"slow/fast time: {slow_s / fast_s:.0f}×   (style term: {req.loss.style_kind}, "
-          f"{engine.describe()})")  # fmt: skip
+          f"{engine.describe(model.int8_parts)})")  # fmt: skip
     tiles = [pair.content, pair.styles[0], fast, slow.image]
     labels = ["content", "style", f"fast {fast_s * 1000:.0f} ms  L={fast_terms['total']:.3f}",
               f"slow {slow_s:.1f} s  L={slow.final['total']:.3f}"]  # fmt: skip

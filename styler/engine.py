@@ -24,6 +24,7 @@ import functools
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +214,7 @@ class Engine:
         fast = self.channels_last and x.dim() == 4
         return x.contiguous(memory_format=torch.channels_last) if fast else x
 
-    def describe(self) -> str:
-        encoder = " + int8 encoder and blocks" if self.int8 else ""
-        return f"{self.device.type} {self.precision}{encoder}"
+    def describe(self, int8_parts: Sequence[str] = ()) -> str:
+        """E.g. "cpu bf16 + int8 encoder and blocks" for a model's ``int8_parts``."""
+        parts = " and ".join(int8_parts) if self.int8 else ""
+        return f"{self.device.type} {self.precision}" + (f" + int8 {parts}" if parts else "")

@@ -89,6 +89,11 @@ class StyleNet(nn.Module):
         return len(self.decoder.blocks)
 
     @property
+    def int8_parts(self) -> tuple[str, ...]:
+        """What runs in int8 when the engine's int8 is on (the blocks only with their scales)."""
+        return ("encoder",) * (self.kind == "vgg") + ("blocks",) * bool(self.decoder.int8_scales)
+
+    @property
     def architecture(self) -> dict:
         return {"encoder": self.kind, "transform": self.transform, "skips": self.skips,
                 "blocks": self.blocks}  # fmt: skip

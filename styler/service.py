@@ -85,7 +85,8 @@ class Service:
                 self.model = self.engine.module(self.weights)
             else:
                 self.model = pipeline.load_model(self.weights, self.engine)
-                log.info("model %s loaded (%s)", self.weights, self.engine.describe())
+                what = self.engine.describe(self.model.int8_parts)
+                log.info("model %s loaded (%s)", self.weights, what)
         except Exception as e:  # ModelError, a bad device, out of memory…: reported by /readyz
             log.exception("could not load the model")
             self.model_error = f"the model could not be loaded: {e}"

@@ -122,8 +122,19 @@ def test_auto_runs_the_encoder_in_int8_on_cpus_with_vnni(monkeypatch, vnni):
     int8 = vnni and quant.available()
     assert engine.int8 == int8 and engine.precision in ("bf16", "fp32")
     assert engine.setting == ("int8" if int8 else engine.precision)
-    assert ("int8" in engine.describe()) == int8
+    assert ("int8" in engine.describe(("encoder",))) == int8
     assert not Engine.create("cpu", "bf16").int8
+
+
+def test_the_description_names_only_the_parts_a_model_runs_in_int8(monkeypatch):
+    monkeypatch.setattr(quant, "available", lambda: True)
+    engine = Engine.create("cpu", "int8")
+    shipped = StyleNet.load()
+    assert engine.describe(shipped.int8_parts).endswith(" + int8 encoder and blocks")
+    shipped.decoder.int8_scales = None  # a model trained without calibration: blocks in float
+    assert engine.describe(shipped.int8_parts).endswith(" + int8 encoder")
+    assert StyleNet.build("lite").int8_parts == ()  # no VGG encoder to quantize
+    assert "int8" not in Engine.create("cpu", "bf16").describe(shipped.int8_parts)
 
 
 def test_int8_without_the_means_is_refused_and_training_stays_float(monkeypatch):
