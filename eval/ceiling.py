@@ -28,18 +28,33 @@ from designs import SOLVER_CACHE, TERMS, pair_key, reference_key
 from styler import pipeline
 from styler.engine import Engine
 from styler.evaluate import load_pairs
+from styler.model import StyleNet
 from styler.params import SIZE, FastRequest, SolveRequest
 
 
-def fit_pair(model, engine: Engine, objective, pair: pipeline.Pair, req: FastRequest,
-             steps: int, lr: float, every: int) -> list[dict]:  # fmt: skip
-    """Adam on the decoder's weights for ``steps`` steps on this pair; the scores on the way."""
+def with_film(model: StyleNet, engine: Engine) -> StyleNet:
+    """``model`` with a FiLM added to its decoder (at zero: the same output)."""
+    arch = {k: v for k, v in model.architecture.items() if k != "film"}
+    new = StyleNet.build(arch.pop("encoder"), arch.pop("transform"), vgg=model.encoder.vgg,
+                         film=True, **arch)  # fmt: skip
+    new.load_state_dict(model.trained_state(), strict=False)
+    new.decoder.int8_scales = model.decoder.int8_scales
+    return engine.module(new).eval()
+
+
+def fit_pair(model: StyleNet, engine: Engine, objective, pair: pipeline.Pair, req: FastRequest,
+             steps: int, lr: float, every: int, parts: tuple[str, ...] = ()
+             ) -> list[dict]:  # fmt: skip
+    """Adam for ``steps`` steps on this pair on the decoder's weights (those whose names start
+    with one of ``parts``, if given); the scores on the way."""
     with torch.no_grad(), engine.autocast():
         targets = objective.targets(pair.content, pair.styles)
         codes = [model.style_code(s) for s in pair.styles]
+    fitted = [p for n, p in model.decoder.named_parameters() if n.startswith(parts or "")]
     model.requires_grad_(False)
-    model.decoder.requires_grad_(True)
-    opt = torch.optim.Adam(model.decoder.parameters(), lr=lr)
+    for p in fitted:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(fitted, lr=lr)
     history, elapsed = [], 0.0
     for step in range(steps + 1):
         if step % every == 0 or step == steps:
@@ -89,10 +104,18 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--every", type=int, default=25, help="score every this many steps")
+    p.add_argument(
+        "--fit",
+        default="",
+        help="fit only the decoder's parameters whose names start with one of these "
+        "(comma-separated: blocks, net.8, ...); film adds a FiLM to fit: the ceiling "
+        "of a decoder conditioned on the style (a perfect predictor of its FiLM)",
+    )
     p.add_argument("--cache", type=Path, default=SOLVER_CACHE, help="designs.py's references")
     p.add_argument("--ref-iters", type=int, default=100, help="the references' iterations")
     p.add_argument("--ratio-at", type=int, default=100, help="the reference's iteration for ratios")
     a = p.parse_args()
+    parts = tuple(x for x in a.fit.split(",") if x)
     engine = Engine.create("cpu", "bf16")
     objective = pipeline.objective_for(SolveRequest().loss, engine)
     req = FastRequest(size=a.size, precision=engine.setting)
@@ -101,7 +124,8 @@ def main() -> None:
         key = pair_key(content, style)
         pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
         model = pipeline.load_model(a.model, engine)  # afresh: each pair starts from f_θ
-        history = fit_pair(model, engine, objective, pair, req, a.steps, a.lr, a.every)
+        model = with_film(model, engine) if "film" in parts else model
+        history = fit_pair(model, engine, objective, pair, req, a.steps, a.lr, a.every, parts)
         ref = a.cache / f"{reference_key(content, style, a.size, a.ref_iters)}.json"
         solver = json.loads(ref.read_text()) if ref.exists() else None
         (a.out / f"{key}.json").write_text(json.dumps({"fit": history, "solver": solver}) + "\n")

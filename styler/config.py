@@ -35,7 +35,7 @@ DEFAULT_DEVICE = DEVICES[0]
 DEVICE_HELP = "cpu, cuda (cuda:N) or auto: cuda if available"
 PRECISIONS = ("auto", "int8", "bf16", "fp32")
 DEFAULT_PRECISION = PRECISIONS[0]
-ARCHITECTURE = ("encoder", "transform", "skips", "blocks")  # the settings that shape f_θ
+ARCHITECTURE = ("encoder", "transform", "skips", "blocks", "film")  # the settings that shape f_θ
 MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M parameters)
 TRAIN_PRECISIONS = ("auto", "bf16", "fp32")  # int8 is for stylizing with a trained f_θ
 TRAIN_PRECISION_HELP = "network precision; auto: bf16 where native and measured faster, else fp32"
@@ -130,6 +130,13 @@ class TrainConfig:
     blocks: int = field(
         default=0,
         **_help(f"residual blocks in the decoder at 1/4 resolution (0…{MAX_BLOCKS})"),
+    )
+    film: bool = field(
+        default=False,
+        **_help(
+            "the decoder's activations are scaled and shifted per style, by a small network "
+            "of the style's statistics (FiLM)"
+        ),
     )
     recon_steps: int = field(
         default=800,

@@ -145,6 +145,13 @@ def style_code(stats: list[FeatureStats], kind: str) -> StyleCode:
     return StyleCode(stats[0].mean, whiten_colour(stats[0], kind)[0], skips)
 
 
+def style_vector(code: StyleCode) -> torch.Tensor:
+    """(B, 2·ΣC): each level's mean and log colour diagonal, what a network reads of a style."""
+    levels = (code, *code.skips)
+    diag = [c.colour.diagonal(dim1=1, dim2=2).clamp_min(1e-6).log() for c in levels]
+    return torch.cat([c.mean for c in levels] + diag, dim=1)
+
+
 def affine_maps(content: list[FeatureStats], styles: list[StyleCode], weights: list[float],
                 kind: str, alpha: float = 1.0) -> list[tuple[torch.Tensor, ...]]:  # fmt: skip
     """One map per level (E's layer, then each skip): ``kind`` first, AdaIN at the skips."""

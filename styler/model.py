@@ -8,30 +8,26 @@
 
 With ``skips`` (vgg only) E also hands D its relu2_1 and relu1_1 features, each mapped by AdaIN
 to the style's moments there: the fine levels L's style term weighs, at no extra encoder cost.
+With ``film`` D's activations are also scaled and shifted per style (``net.StyleFiLM``).
 
 The image is reflection-padded by ``PAD`` pixels before E and cropped after D, so no convolution
 sees a zero border inside the picture (a frame line otherwise). A model is two files,
-``NAME.safetensors`` (fp16 weights) and ``NAME.json`` (architecture, training set-up).
+``NAME.safetensors`` (fp16 weights) and ``NAME.json`` (architecture, training set-up), read and
+written by ``modelfile.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load, save
 from torch import nn
 
-from . import quant
+from . import modelfile
 from .config import ENCODERS, MAX_BLOCKS, TRANSFORMS
-from .files import atomic_write
 from .function import (
     FeatureStats,
     StyleCode,
@@ -40,18 +36,10 @@ from .function import (
     normalize_weights,
     style_code,
 )
-from .net import ENCODER_LAYER, Affine, Decoder, Features, LiteEncoder, VGGEncoder
+from .modelfile import ModelError, weights_path
+from .net import Affine, Decoder, Features, LiteEncoder, VGGEncoder
 from .tiles import PAD, Slices, auto_tile, features_at, pad_image, picture, tiles
-from .vgg import VGG19, WEIGHTS, weights_id
-
-FORMAT = "styler-wct"
-FORMAT_VERSION = 2
-PACKAGED = resources.files("styler") / "weights"  # shipped models, loadable by name
-DEFAULT_WEIGHTS = PACKAGED / "styler-blocks.safetensors"
-
-
-class ModelError(ValueError):
-    """A model file that is missing, corrupt, or does not match this code or this VGG."""
+from .vgg import VGG19, weights_id
 
 
 @dataclass
@@ -89,6 +77,10 @@ class StyleNet(nn.Module):
         return len(self.decoder.blocks)
 
     @property
+    def film(self) -> bool:
+        return self.decoder.film is not None
+
+    @property
     def int8_parts(self) -> tuple[str, ...]:
         """What runs in int8 when the engine's int8 is on (the blocks only with their scales)."""
         return ("encoder",) * (self.kind == "vgg") + ("blocks",) * bool(self.decoder.int8_scales)
@@ -96,12 +88,12 @@ class StyleNet(nn.Module):
     @property
     def architecture(self) -> dict:
         return {"encoder": self.kind, "transform": self.transform, "skips": self.skips,
-                "blocks": self.blocks}  # fmt: skip
+                "blocks": self.blocks, "film": self.film}  # fmt: skip
 
     @classmethod
     def build(cls, encoder: str = "lite", transform: str = "wct", seed: int = 0,
-              vgg: VGG19 | None = None, skips: bool = False, blocks: int = 0
-              ) -> StyleNet:  # fmt: skip
+              vgg: VGG19 | None = None, skips: bool = False, blocks: int = 0,
+              film: bool = False) -> StyleNet:  # fmt: skip
         """An untrained f_θ (training starts here; tests use it as a valid small model)."""
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, not {encoder!r}")
@@ -111,7 +103,7 @@ class StyleNet(nn.Module):
         enc = VGGEncoder(vgg, skips) if encoder == "vgg" else LiteEncoder()
         if not 0 <= blocks <= MAX_BLOCKS:
             raise ValueError(f"blocks must be in 0…{MAX_BLOCKS}, not {blocks}")
-        return cls(enc, Decoder(enc.channels, skips, blocks), transform)
+        return cls(enc, Decoder(enc.channels, skips, blocks, film), transform)
 
     def encode(self, x: torch.Tensor) -> tuple[Features, tuple[int, int]]:
         """E of the padded image, and the image's size (for :func:`picture` and the crop)."""
@@ -121,10 +113,10 @@ class StyleNet(nn.Module):
     def style_code(self, style: torch.Tensor, tile: int | None = None) -> StyleCode:
         return style_code(self._stats(style, tile), self.transform)
 
-    def decode(self, f: Features, hw: tuple[int, int], affines: list[Affine] | None = None
-               ) -> torch.Tensor:  # fmt: skip
+    def decode(self, f: Features, hw: tuple[int, int], affines: list[Affine] | None = None,
+               film: list[torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
         """D(f) (or D(T f + b)) cropped to the image: the padding and its border ring go."""
-        out = self.decoder(f, affines)
+        out = self.decoder(f, affines, film)
         return out[..., PAD : PAD + hw[0], PAD : PAD + hw[1]]
 
     def encode_content(self, content: torch.Tensor) -> Encoded:
@@ -165,24 +157,26 @@ class StyleNet(nn.Module):
             raise ValueError(f"alpha must be in [0, 1], not {alpha}")
         weights = normalize_weights(style_weights, len(codes))
         tile = None if encoded else tile or auto_tile(content)
+        film = self.decoder.film(codes, weights, alpha) if self.decoder.film else None
         if tile:
             maps = affine_maps(self._stats(content, tile), codes, weights, self.transform, alpha)
-            out = self._decode_tiles(content, maps, tile, progress)
+            out = self._decode_tiles(content, maps, film, tile, progress)
         else:
             enc = encoded or self.encode_content(content)
             maps = affine_maps(enc.stats, codes, weights, self.transform, alpha)
-            out = self.decode(enc.features, enc.hw, maps)
+            out = self.decode(enc.features, enc.hw, maps, film)
         if preserve_color:
             out = keep_colors(out.float(), content)
         return out if self.training else out.float().clamp(0, 1)
 
-    def _decode_tiles(self, content: torch.Tensor, maps: list[Affine], tile: int,
+    def _decode_tiles(self, content: torch.Tensor, maps: list[Affine],
+                      film: list[torch.Tensor] | None, tile: int,
                       progress: Callable[[int, int], None] | None) -> torch.Tensor:  # fmt: skip
         padded, _ = pad_image(content)
         out = torch.empty(content.shape, dtype=torch.float32, device=content.device)
         parts = list(tiles(padded, content.shape[-2:], tile))
         for i, (region, (rows, cols, at)) in enumerate(parts):
-            y = self.decoder(self.encoder(region), maps)
+            y = self.decoder(self.encoder(region), maps, film)
             out[..., rows, cols] = y[..., at[0], at[1]].float()
             if progress:
                 progress(i + 1, len(parts))
@@ -204,44 +198,23 @@ class StyleNet(nn.Module):
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
         """Write ``path`` (.safetensors, fp16) and its .json config, each atomically."""
-        path = weights_path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        kept = {k: v for k, v in self.config.items() if k != quant.BLOCKS_KEY}  # for old weights
-        config = {**kept, **(extra or {}), "format": FORMAT,
-                  "format_version": FORMAT_VERSION, "architecture": self.architecture}  # fmt: skip
+        config = {**self.config, **(extra or {}), "architecture": self.architecture}
         if self.kind == "vgg":
-            weights = self.encoder.vgg.weights
-            config["vgg"] = {"weights": weights, "id": weights_id()}
-        tensors = {k: v.detach().half().contiguous().cpu() for k, v in self.trained_state().items()}
-        atomic_write(path, save(tensors, metadata={"format": FORMAT}))  # keeps the umask's mode
-        atomic_write(path.with_suffix(".json"), (json.dumps(config, indent=2) + "\n").encode())
-        self.config = config
+            config["vgg"] = {"weights": self.encoder.vgg.weights, "id": weights_id()}
+        self.config = modelfile.write(weights_path(path), self.trained_state(), config)
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
              vgg: VGG19 | None = None) -> StyleNet:  # fmt: skip
         """Load a saved f_θ, with a clear :class:`ModelError` for anything that does not fit."""
-        path = weights_path(path or str(DEFAULT_WEIGHTS))
-        if not path.exists() and path.parent == Path() and (PACKAGED / path.name).is_file():
-            path = Path(str(PACKAGED / path.name))  # a shipped model by name: "styler-lite"
-        config = _read_config(path.with_suffix(".json"))
-        arch = config.get("architecture")
-        if not isinstance(arch, dict) or arch.get("encoder") not in ENCODERS \
-                or arch.get("transform") not in TRANSFORMS \
-                or not isinstance(arch.get("skips", False), bool) \
-                or (arch.get("skips") and arch["encoder"] != "vgg") \
-                or type(arch.get("blocks", 0)) is not int \
-                or not 0 <= arch.get("blocks", 0) <= MAX_BLOCKS:  # fmt: skip
-            raise ModelError(f"{path}: unknown architecture {arch!r}")
+        path = modelfile.locate(path)
+        config = modelfile.read_config(path.with_suffix(".json"))
+        arch = modelfile.architecture(path, config)
         if arch["encoder"] == "vgg":
-            vgg = _matching_vgg(path, config, vgg)
-        try:
-            data = path.read_bytes()
-            state = {k: v.float() for k, v in load(data).items()}
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ModelError(f"{path}: corrupt or unreadable safetensors file ({e})") from None
-        model = cls.build(arch["encoder"], arch["transform"], vgg=vgg,
-                          skips=arch.get("skips", False), blocks=arch.get("blocks", 0))  # fmt: skip
+            vgg = modelfile.matching_vgg(path, config, vgg)
+        state, identity = modelfile.read_weights(path)
+        model = cls.build(arch["encoder"], arch["transform"], vgg=vgg, skips=arch["skips"],
+                          blocks=arch["blocks"], film=arch["film"])  # fmt: skip
         try:
             model.load_state_dict(state, strict=False)
             missing = set(model.trained_state()) - set(state)
@@ -252,54 +225,6 @@ class StyleNet(nn.Module):
             raise ModelError(
                 f"{path}: weights do not fit the {arch} architecture ({msg})"
             ) from None
-        if (scales := config.get(quant.BLOCKS_KEY)) is not None:
-            try:
-                model.decoder.int8_scales = quant.block_scales(scales, model.blocks)
-            except ValueError as e:
-                raise ModelError(f"{path.with_suffix('.json')}: {e}") from None
-        model.config, model.identity = config, hashlib.sha256(data).hexdigest()[:16]
+        model.decoder.int8_scales = modelfile.block_scales(path, config, model.blocks)
+        model.config, model.identity = config, identity
         return model.to(device).eval()
-
-
-def save_int8_scales(path: str | Path, scales: list[quant.BlockScales]) -> None:
-    """Keep a saved model's block scales in its JSON file (its weights are not touched)."""
-    cfg_path = weights_path(path).with_suffix(".json")
-    config = {**_read_config(cfg_path), quant.BLOCKS_KEY: [asdict(s) for s in scales]}
-    atomic_write(cfg_path, (json.dumps(config, indent=2) + "\n").encode())
-
-
-def _read_config(cfg_path: Path) -> dict:
-    for p in (cfg_path.with_suffix(".safetensors"), cfg_path):
-        if not p.is_file():
-            raise ModelError(f"{p}: model file not found (a model is NAME.safetensors + NAME.json)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{cfg_path}: not a valid JSON model config ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ModelError(f"{cfg_path}: not a styler model of this kind (format {FORMAT!r})")
-    if config.get("format_version") != FORMAT_VERSION:
-        version = config.get("format_version")
-        raise ModelError(
-            f"{cfg_path}: format version {version}, this styler reads {FORMAT_VERSION}"
-        )
-    return config
-
-
-def _matching_vgg(path: Path, config: dict, vgg: VGG19 | None) -> VGG19:
-    vgg_cfg = config.get("vgg", {})
-    if not isinstance(vgg_cfg, dict) or vgg_cfg.get("weights", "caffe") not in WEIGHTS:
-        raise ModelError(f"{path}: 'vgg' must name VGG weights from {WEIGHTS}, not {vgg_cfg!r}")
-    vgg = vgg or VGG19(vgg_cfg.get("weights", "caffe"), max_layer=ENCODER_LAYER)
-    have, want = weights_id(), vgg_cfg.get("id")
-    if want != have:
-        raise ModelError(f"{path}: trained against VGG weights {want!r}, but these are {have!r}")
-    return vgg
-
-
-def weights_path(path: str | Path) -> Path:
-    """NAME, NAME.safetensors or NAME.json → NAME.safetensors (its config is NAME.json)."""
-    path = Path(path)
-    if path.suffix in (".safetensors", ".json"):
-        return path.with_suffix(".safetensors")
-    return path.with_name(path.name + ".safetensors")

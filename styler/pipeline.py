@@ -19,7 +19,8 @@ from .engine import Engine
 from .function import StyleCode, normalize_weights
 from .images import ImageError
 from .losses import LossConfig, Objective
-from .model import Encoded, StyleNet, save_int8_scales
+from .model import Encoded, StyleNet
+from .modelfile import save_int8_scales
 from .params import MIN_SIDE, FastRequest, Inputs, SolveRequest
 from .solver import Progress, Result, solve_pair
 

@@ -22,7 +22,8 @@ from .http import RETRY_AFTER_S, ApiError, Limiter
 from .jobs import JobStore
 from .losses import LossConfig, Objective
 from .memo import Stats, StyleSource, result_header
-from .model import DEFAULT_WEIGHTS, StyleNet
+from .model import StyleNet
+from .modelfile import DEFAULT_WEIGHTS
 from .params import FastRequest, JobSpec, SolveRequest
 from .settings import Settings
 from .solver import Progress

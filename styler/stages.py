@@ -17,6 +17,8 @@ from .targets import TargetCache
 from .tiles import interior
 from .vgg import VGG19
 
+FILM_LR_SCALE = 10.0  # a FiLM's learning rate over the decoder's in stage 2
+
 
 class ReconStage(nn.Module):
     """Stage 1's loss as a module (so DistributedDataParallel can wrap it)."""
@@ -27,9 +29,10 @@ class ReconStage(nn.Module):
         lite = model.kind == "lite"
         self.embed = nn.Conv2d(model.encoder.channels, 256, 1) if lite else None
 
-    def trainable(self) -> list[nn.Parameter]:
+    def trainable(self, lr: float) -> list[dict]:
+        """Adam's parameter groups at learning rate ``lr``."""
         mods = [self.model.decoder] + ([self.model.encoder, self.embed] if self.embed else [])
-        return [p for m in mods for p in m.parameters()]
+        return [{"params": [p for m in mods for p in m.parameters()], "lr": lr}]
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -52,8 +55,15 @@ class StyleStage(nn.Module):
         self.model, self.objective = model, objective
         self.cache: TargetCache | None = None
 
-    def trainable(self) -> list[nn.Parameter]:
-        return list(self.model.decoder.parameters())
+    def trainable(self, lr: float) -> list[dict]:
+        """Adam's parameter groups: the decoder at ``lr``, its FiLM (a small network that may be
+        new beside a trained decoder) ``FILM_LR_SCALE`` times faster."""
+        decoder = self.model.decoder
+        rest = [p for name, p in decoder.named_parameters() if not name.startswith("film.")]
+        groups = [{"params": rest, "lr": lr}]
+        if decoder.film:
+            groups.append({"params": list(decoder.film.parameters()), "lr": lr * FILM_LR_SCALE})
+        return groups
 
     def forward(
         self,

@@ -66,7 +66,7 @@ def _stage_of(step: int, cfg: TrainConfig) -> str:
 def _optimizer(stage: nn.Module, cfg: TrainConfig, name: str, step: int):
     """Adam for a stage, its lr decaying with the steps taken within that stage."""
     start = step - (cfg.recon_steps if name == "style" else 0)
-    opt = torch.optim.Adam(stage.trainable(), lr=cfg.lr if name == "recon" else cfg.style_lr)
+    opt = torch.optim.Adam(stage.trainable(cfg.lr if name == "recon" else cfg.style_lr))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 / (1 + cfg.lr_decay * (start + i)))
     return opt, sched
 
@@ -87,7 +87,7 @@ def train(cfg: TrainConfig) -> Path:
 
     vgg = VGG19(max_layer=max(cfg.loss.deepest, ENCODER_LAYER, key=LAYERS.index))
     model = StyleNet.build(cfg.encoder, cfg.transform, cfg.seed, vgg=vgg, skips=cfg.skips,
-                           blocks=cfg.blocks)  # fmt: skip
+                           blocks=cfg.blocks, film=cfg.film)  # fmt: skip
     stages = {"recon": ReconStage(model, vgg), "style": StyleStage(model, Objective(cfg.loss, vgg))}
     for s in stages.values():
         engine.module(s)
@@ -210,6 +210,7 @@ def train(cfg: TrainConfig) -> Path:
 
 def _check_same_architecture(path: Path, old: dict, new: dict) -> None:
     """A run resumes only with the network it was trained with (else the weights do not fit)."""
+    old = {"film": False} | old  # runs from before FiLM
     differ = [f"--{k} {old.get(k)} (not {new[k]})" for k in ARCHITECTURE if old.get(k) != new[k]]
     if differ:
         raise ValueError(f"{path}: this run trains another network; resume it with "
@@ -219,15 +220,17 @@ def _check_same_architecture(path: Path, old: dict, new: dict) -> None:
 def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, float]:
     """Load ``cfg.init``'s weights into ``model``; its steps and wall time, to continue them.
 
-    A model may start one with skips or more blocks (they start at zero), not the reverse."""
+    A model may start one with skips, more blocks or FiLM (they start at zero), not the reverse."""
     src = StyleNet.load(cfg.init, vgg=vgg)
     if (src.kind, src.transform) != (cfg.encoder, cfg.transform) or src.skips > cfg.skips \
-            or src.blocks > cfg.blocks:  # fmt: skip
-        name = lambda k, t, s, b: f"{k}/{t}{'/skips' * s}{f'/{b} blocks' * bool(b)}"
-        have = name(src.kind, src.transform, src.skips, src.blocks)
-        want = name(cfg.encoder, cfg.transform, cfg.skips, cfg.blocks)
+            or src.blocks > cfg.blocks or src.film > cfg.film:  # fmt: skip
+        name = lambda k, t, s, b, f: (
+            f"{k}/{t}{'/skips' * s}{f'/{b} blocks' * bool(b)}" + "/film" * f
+        )
+        have = name(src.kind, src.transform, src.skips, src.blocks, src.film)
+        want = name(cfg.encoder, cfg.transform, cfg.skips, cfg.blocks, cfg.film)
         raise ValueError(f"--init {cfg.init}: a {have} model, but this run trains {want} "
-                         "(set --encoder, --transform, --skips, --blocks)")  # fmt: skip
+                         "(set --encoder, --transform, --skips, --blocks, --film)")  # fmt: skip
     model.load_state_dict(src.trained_state(), strict=False)
     done = src.config.get("trained", {})
     return int(done.get("steps", 0)), float(done.get("wall_time_s", 0.0))

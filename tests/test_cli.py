@@ -14,7 +14,8 @@ from PIL import Image
 
 from styler.cli import build_parser, main
 from styler.config import LossConfig
-from styler.model import DEFAULT_WEIGHTS, StyleNet
+from styler.model import StyleNet
+from styler.modelfile import DEFAULT_WEIGHTS
 from styler.params import REFINE_ITERS, FastRequest, SolveRequest
 
 

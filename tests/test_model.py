@@ -11,7 +11,8 @@ from core_helpers import pattern_tensor, sample_images, shared_vgg, tame_net
 from safetensors.torch import load_file, save_file
 
 from styler.function import affine_maps, keep_colors, normalize_weights
-from styler.model import FORMAT, FORMAT_VERSION, ModelError, StyleNet
+from styler.model import StyleNet
+from styler.modelfile import FORMAT, FORMAT_VERSION, ModelError
 from styler.vgg import weights_id
 
 _RGB2YUV = torch.tensor(
@@ -135,7 +136,7 @@ def test_save_writes_fp16_weights_and_a_config_that_names_the_architecture(net, 
     config = json.loads(saved.with_suffix(".json").read_text())
     assert config["format"] == FORMAT and config["format_version"] == FORMAT_VERSION
     assert config["architecture"] == {"encoder": net.kind, "transform": "wct", "skips": net.skips,
-                                      "blocks": 0}  # fmt: skip
+                                      "blocks": 0, "film": False}  # fmt: skip
     assert config["note"] == "test"
     tensors = load_file(str(saved))
     assert any(k.startswith("decoder.skips.") for k in tensors) == net.skips
@@ -276,6 +277,24 @@ def test_a_model_with_blocks_keeps_them_through_its_file(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(back(c, [s]), model(c, [s]), atol=2e-3, rtol=0)
         assert (back(c, [s]) - plain(c, [s])).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_a_models_film_keeps_through_its_file_mixes_styles_and_follows_alpha(tmp_path):
+    """The FiLM changes the output per style, is read back with the architecture, and is mixed
+    like the feature maps: weights (1, 0) are the first style alone, alpha 0 undoes it."""
+    model = tame_net(encoder="vgg", skips=True, film=True)
+    model.save(tmp_path / "film.safetensors")
+    back = StyleNet.load(tmp_path / "film", vgg=shared_vgg("relu3_1"))
+    assert back.film and back.architecture["film"]
+    plain = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True).eval()
+    plain.load_state_dict(back.trained_state(), strict=False)
+    c, s1, s2 = (pattern_tensor(40, 32, i) for i in (1, 2, 3))
+    out = back(c, [s1])
+    torch.testing.assert_close(out, model(c, [s1]), atol=2e-3, rtol=0)
+    assert (out - plain(c, [s1])).abs().max() > 1e-2
+    torch.testing.assert_close(back(c, [s1, s2], style_weights=[1, 0]), out)
+    torch.testing.assert_close(back(c, [s1], alpha=0.0), plain(c, [s1], alpha=0.0))
 
 
 def test_int8_scales_come_with_the_shipped_model_and_never_outlive_its_weights(tmp_path):

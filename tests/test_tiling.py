@@ -14,10 +14,12 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
-@pytest.mark.parametrize(("encoder", "skips"), [("lite", False), ("vgg", False), ("vgg", True)])
+@pytest.mark.parametrize(("encoder", "skips", "film"),
+                         [("lite", False, False), ("vgg", False, False), ("vgg", True, False),
+                          ("vgg", True, True)])  # fmt: skip
 @torch.no_grad()
-def test_tiled_and_untiled_outputs_agree(encoder, skips):
-    net = tame_net(encoder=encoder, skips=skips)
+def test_tiled_and_untiled_outputs_agree(encoder, skips, film):
+    net = tame_net(encoder=encoder, skips=skips, film=film)
     content, style = pattern_tensor(203, 150, 3), pattern_tensor(64, 64, 4)
     whole = net(content, [style])
     calls = []

@@ -19,7 +19,7 @@ from styler.curves import read_rows
 from styler.losses import Objective
 from styler.model import StyleNet
 from styler.pipeline import calibrate_int8
-from styler.stages import ReconStage, StyleStage, style_loss
+from styler.stages import FILM_LR_SCALE, ReconStage, StyleStage, style_loss
 from styler.train import holdout_names, start_from, train
 
 TESTS = Path(__file__).resolve().parent
@@ -52,7 +52,7 @@ def test_the_reconstruction_stage_learns_to_invert_the_lite_encoder():
     model = StyleNet.build("lite", seed=0)
     stage = ReconStage(model, shared_vgg("relu4_1"))
     images = torch.cat([pattern_tensor(32, 32, s) for s in range(2)])
-    opt = torch.optim.Adam(stage.trainable(), lr=1e-3)
+    opt = torch.optim.Adam(stage.trainable(1e-3))
     losses = []
     for _ in range(8):
         terms = stage(images)
@@ -75,7 +75,8 @@ def test_the_style_stage_trains_the_decoder_on_exactly_the_shared_objective():
     # the only difference: training scores the unclamped output, inference clamps it
     assert terms["total"].item() == pytest.approx(direct["total"].item(), rel=0.05)
     stage = StyleStage(model, objective)
-    assert {id(p) for p in stage.trainable()} == {id(p) for p in model.decoder.parameters()}
+    (group,) = stage.trainable(1e-4)
+    assert {id(p) for p in group["params"]} == {id(p) for p in model.decoder.parameters()}
 
 
 def test_train_writes_its_run_folder_and_resumes(tmp_path, capsys):
@@ -169,6 +170,26 @@ def test_init_adds_blocks_that_start_as_the_identity_but_never_drops_them(tmp_pa
     back = run_config(tmp_path, encoder="vgg", skips=True, blocks=1, init=str(tmp_path / "blocks"))
     with pytest.raises(ValueError, match="a vgg/wct/skips/2 blocks model, but this run trains "):
         start_from(StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, blocks=1), back,
+                   shared_vgg("relu3_1"))  # fmt: skip
+
+
+def test_init_adds_a_film_that_starts_at_zero_and_learns_faster_but_is_never_dropped(tmp_path):
+    plain = tame_net(encoder="vgg", skips=True)
+    plain.save(tmp_path / "plain.safetensors")
+    cfg = run_config(tmp_path, encoder="vgg", skips=True, film=True, init=str(tmp_path / "plain"))
+    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, film=True)
+    start_from(model, cfg, shared_vgg("relu3_1"))
+    c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(c, [s]), plain(c, [s]), atol=2e-3, rtol=0)
+    groups = StyleStage(model, Objective(FAST_LOSS, shared_vgg("relu2_1"))).trainable(1e-5)
+    film = set(model.decoder.film.parameters())
+    assert [g["lr"] for g in groups] == [1e-5, 1e-5 * FILM_LR_SCALE]
+    assert set(groups[1]["params"]) == film and not film & set(groups[0]["params"])
+    model.save(tmp_path / "film.safetensors")
+    back = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "film"))
+    with pytest.raises(ValueError, match="a vgg/wct/skips/film model, but this run trains "):
+        start_from(StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True), back,
                    shared_vgg("relu3_1"))  # fmt: skip
 
 
