@@ -95,3 +95,12 @@ def style_loss(
             code = model.style_code(style)
     out = model.stylize(content, [code])
     return objective(out, Targets(target, style_stats))
+
+
+@torch.no_grad()
+def heldout_scores(recon: ReconStage, stage: StyleStage, content: torch.Tensor,
+                   style: torch.Tensor) -> dict[str, float]:  # fmt: skip
+    """The reconstruction loss and L (with its terms) of the fixed held-out pairs."""
+    terms = style_loss(stage.model, stage.objective, content, style)
+    scores = {k: terms[k].item() for k in ("total", "content", "style")}
+    return {"recon": recon(content)["total"].item(), **scores}

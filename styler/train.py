@@ -37,7 +37,7 @@ from .model import StyleNet
 from .net import ENCODER_LAYER
 from .pipeline import calibrate_int8
 from .split import read_split
-from .stages import ReconStage, StyleStage, style_loss
+from .stages import ReconStage, StyleStage, heldout_scores
 from .targets import TargetCache
 from .vgg import VGG19
 
@@ -182,8 +182,11 @@ def train(cfg: TrainConfig) -> Path:
                            "lr": sched.get_last_lr()[0], **row})  # fmt: skip
                 sums.clear()
             if held and heldout and (step % cfg.eval_every == 0 or step == cfg.steps):
-                held.write({"step": step, "stage": stage_name, **evaluate_fixed(
-                    model, stages, heldout, engine)})  # fmt: skip
+                model.eval()
+                with engine.autocast():
+                    pair = map(engine.tensor, heldout)
+                    scores = heldout_scores(stages["recon"], stages["style"], *pair)
+                held.write({"step": step, "stage": stage_name, **scores})
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 replicas = replica_checksums(model)  # every rank takes part
                 if rank == 0:
@@ -234,23 +237,6 @@ def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, floa
     model.load_state_dict(src.trained_state(), strict=False)
     done = src.config.get("trained", {})
     return int(done.get("steps", 0)), float(done.get("wall_time_s", 0.0))
-
-
-@torch.no_grad()
-def evaluate_fixed(
-    model: StyleNet,
-    stages: dict[str, nn.Module],
-    pairs: tuple[torch.Tensor, torch.Tensor],
-    engine: Engine,
-) -> dict[str, float]:
-    """Held-out reconstruction loss and L (with its terms) on the fixed pairs."""
-    content, style = (engine.tensor(x) for x in pairs)
-    model.eval()
-    with engine.autocast():
-        recon = stages["recon"](content)
-        terms = style_loss(model, stages["style"].objective, content, style)
-    scores = {k: terms[k].item() for k in ("total", "content", "style")}
-    return {"recon": recon["total"].item(), **scores}
 
 
 def replica_checksums(model: StyleNet) -> list[float]:
