@@ -35,8 +35,10 @@ DEFAULT_DEVICE = DEVICES[0]
 DEVICE_HELP = "cpu, cuda (cuda:N) or auto: cuda if available"
 PRECISIONS = ("auto", "int8", "bf16", "fp32")
 DEFAULT_PRECISION = PRECISIONS[0]
-ARCHITECTURE = ("encoder", "transform", "skips", "blocks", "film")  # the settings that shape f_θ
+# the settings that shape f_θ: the first two fixed, the others may grow (train --init)
+ARCHITECTURE = ("encoder", "transform", "skips", "blocks", "film", "experts")
 MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M parameters)
+MAX_EXPERTS = 32  # the first convolution's experts at most (each ≈ 0.3 M parameters)
 TRAIN_PRECISIONS = ("auto", "bf16", "fp32")  # int8 is for stylizing with a trained f_θ
 TRAIN_PRECISION_HELP = "network precision; auto: bf16 where native and measured faster, else fp32"
 PRECISION_HELP = (
@@ -138,6 +140,13 @@ class TrainConfig:
             "of the style's statistics (FiLM)"
         ),
     )
+    experts: int = field(
+        default=0,
+        **_help(
+            f"the decoder's first convolution mixed per style from this many expert kernels "
+            f"(CondConv; 0…{MAX_EXPERTS})"
+        ),
+    )
     recon_steps: int = field(
         default=800,
         **_help("stage 1: steps of reconstruction (+ distillation for the lite encoder)"),
@@ -192,6 +201,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {TRAIN_PRECISIONS}, not {self.precision!r}")
         if not 0 <= self.blocks <= MAX_BLOCKS:
             raise ValueError(f"blocks must be in 0…{MAX_BLOCKS}, not {self.blocks}")
+        if not 0 <= self.experts <= MAX_EXPERTS:
+            raise ValueError(f"experts must be in 0…{MAX_EXPERTS}, not {self.experts}")
         if not 0 <= self.recon_steps <= self.steps:
             raise ValueError("need 0 ≤ recon_steps ≤ steps")
         if min(self.batch, self.size, self.resize) < 1 or self.size > self.resize:

@@ -190,11 +190,12 @@ def fold_affine(
 
     The C × C × positions product T f is never formed (it cost as much as a decoder layer). The
     two differ only on the outermost ring of positions, where zero padding drops the taps of b;
-    the caller crops that ring away. Returns (B, O, C, k, k) weights and (B, O) biases.
+    the caller crops that ring away. ``weight`` and ``bias`` are per image, (B, O, C, k, k) and
+    (B, O); so are the results.
     """
     w = weight.float()
-    folded = torch.einsum("oikl,bij->bojkl", w, t)
-    return folded, bias.float() + torch.einsum("oikl,bi->bo", w, b)
+    folded = torch.einsum("boikl,bij->bojkl", w, t)
+    return folded, bias.float() + torch.einsum("boikl,bi->bo", w, b)
 
 
 def normalize_weights(weights: list[float] | None, n: int) -> list[float]:

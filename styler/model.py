@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import modelfile
-from .config import ENCODERS, MAX_BLOCKS, TRANSFORMS
+from .config import ENCODERS, MAX_BLOCKS, MAX_EXPERTS, TRANSFORMS
 from .function import (
     FeatureStats,
     StyleCode,
@@ -50,6 +50,10 @@ class Encoded:
     features: Features
     hw: tuple[int, int]
     stats: list[FeatureStats]
+
+
+# what the decoder's style-conditioned parts (its FiLM, its CondHead) make of the style codes
+StyleTerms = tuple[list[torch.Tensor] | None, Affine | None]
 
 
 class StyleNet(nn.Module):
@@ -81,6 +85,10 @@ class StyleNet(nn.Module):
         return self.decoder.film is not None
 
     @property
+    def experts(self) -> int:
+        return self.decoder.head.weight.shape[0] if self.decoder.head else 0
+
+    @property
     def int8_parts(self) -> tuple[str, ...]:
         """What runs in int8 when the engine's int8 is on (the blocks only with their scales)."""
         return ("encoder",) * (self.kind == "vgg") + ("blocks",) * bool(self.decoder.int8_scales)
@@ -88,12 +96,12 @@ class StyleNet(nn.Module):
     @property
     def architecture(self) -> dict:
         return {"encoder": self.kind, "transform": self.transform, "skips": self.skips,
-                "blocks": self.blocks, "film": self.film}  # fmt: skip
+                "blocks": self.blocks, "film": self.film, "experts": self.experts}  # fmt: skip
 
     @classmethod
     def build(cls, encoder: str = "lite", transform: str = "wct", seed: int = 0,
               vgg: VGG19 | None = None, skips: bool = False, blocks: int = 0,
-              film: bool = False) -> StyleNet:  # fmt: skip
+              film: bool = False, experts: int = 0) -> StyleNet:  # fmt: skip
         """An untrained f_θ (training starts here; tests use it as a valid small model)."""
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, not {encoder!r}")
@@ -103,7 +111,9 @@ class StyleNet(nn.Module):
         enc = VGGEncoder(vgg, skips) if encoder == "vgg" else LiteEncoder()
         if not 0 <= blocks <= MAX_BLOCKS:
             raise ValueError(f"blocks must be in 0…{MAX_BLOCKS}, not {blocks}")
-        return cls(enc, Decoder(enc.channels, skips, blocks, film), transform)
+        if not 0 <= experts <= MAX_EXPERTS:
+            raise ValueError(f"experts must be in 0…{MAX_EXPERTS}, not {experts}")
+        return cls(enc, Decoder(enc.channels, skips, blocks, film, experts), transform)
 
     def encode(self, x: torch.Tensor) -> tuple[Features, tuple[int, int]]:
         """E of the padded image, and the image's size (for :func:`picture` and the crop)."""
@@ -114,9 +124,9 @@ class StyleNet(nn.Module):
         return style_code(self._stats(style, tile), self.transform)
 
     def decode(self, f: Features, hw: tuple[int, int], affines: list[Affine] | None = None,
-               film: list[torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+               style: StyleTerms = (None, None)) -> torch.Tensor:  # fmt: skip
         """D(f) (or D(T f + b)) cropped to the image: the padding and its border ring go."""
-        out = self.decoder(f, affines, film)
+        out = self.decoder(f, affines, *style)
         return out[..., PAD : PAD + hw[0], PAD : PAD + hw[1]]
 
     def encode_content(self, content: torch.Tensor) -> Encoded:
@@ -157,26 +167,27 @@ class StyleNet(nn.Module):
             raise ValueError(f"alpha must be in [0, 1], not {alpha}")
         weights = normalize_weights(style_weights, len(codes))
         tile = None if encoded else tile or auto_tile(content)
-        film = self.decoder.film(codes, weights, alpha) if self.decoder.film else None
+        style = tuple(m(codes, weights, alpha) if m else None
+                      for m in (self.decoder.film, self.decoder.head))  # fmt: skip
         if tile:
             maps = affine_maps(self._stats(content, tile), codes, weights, self.transform, alpha)
-            out = self._decode_tiles(content, maps, film, tile, progress)
+            out = self._decode_tiles(content, maps, style, tile, progress)
         else:
             enc = encoded or self.encode_content(content)
             maps = affine_maps(enc.stats, codes, weights, self.transform, alpha)
-            out = self.decode(enc.features, enc.hw, maps, film)
+            out = self.decode(enc.features, enc.hw, maps, style)
         if preserve_color:
             out = keep_colors(out.float(), content)
         return out if self.training else out.float().clamp(0, 1)
 
-    def _decode_tiles(self, content: torch.Tensor, maps: list[Affine],
-                      film: list[torch.Tensor] | None, tile: int,
+    def _decode_tiles(self, content: torch.Tensor, maps: list[Affine], style: StyleTerms,
+                      tile: int,
                       progress: Callable[[int, int], None] | None) -> torch.Tensor:  # fmt: skip
         padded, _ = pad_image(content)
         out = torch.empty(content.shape, dtype=torch.float32, device=content.device)
         parts = list(tiles(padded, content.shape[-2:], tile))
         for i, (region, (rows, cols, at)) in enumerate(parts):
-            y = self.decoder(self.encoder(region), maps, film)
+            y = self.decoder(self.encoder(region), maps, *style)
             out[..., rows, cols] = y[..., at[0], at[1]].float()
             if progress:
                 progress(i + 1, len(parts))
@@ -214,7 +225,8 @@ class StyleNet(nn.Module):
             vgg = modelfile.matching_vgg(path, config, vgg)
         state, identity = modelfile.read_weights(path)
         model = cls.build(arch["encoder"], arch["transform"], vgg=vgg, skips=arch["skips"],
-                          blocks=arch["blocks"], film=arch["film"])  # fmt: skip
+                          blocks=arch["blocks"], film=arch["film"],
+                          experts=arch["experts"])  # fmt: skip
         try:
             model.load_state_dict(state, strict=False)
             missing = set(model.trained_state()) - set(state)

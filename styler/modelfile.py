@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from . import quant
-from .config import ENCODERS, MAX_BLOCKS, TRANSFORMS
+from .config import ENCODERS, MAX_BLOCKS, MAX_EXPERTS, TRANSFORMS
 from .files import atomic_write
 from .net import ENCODER_LAYER
 from .vgg import VGG19, WEIGHTS, weights_id
@@ -71,12 +71,13 @@ def architecture(path: Path, config: dict) -> dict:
     arch = config.get("architecture")
     if not isinstance(arch, dict):
         raise ModelError(f"{path}: unknown architecture {arch!r}")
-    full = {"blocks": 0, **FLAGS, **arch}
-    blocks = full["blocks"]
+    full = {"blocks": 0, "experts": 0, **FLAGS, **arch}
+    blocks, experts = full["blocks"], full["experts"]
     if full.get("encoder") not in ENCODERS or full.get("transform") not in TRANSFORMS \
             or not all(isinstance(full[k], bool) for k in FLAGS) \
             or (full["skips"] and full["encoder"] != "vgg") \
-            or type(blocks) is not int or not 0 <= blocks <= MAX_BLOCKS:  # fmt: skip
+            or type(blocks) is not int or not 0 <= blocks <= MAX_BLOCKS \
+            or type(experts) is not int or not 0 <= experts <= MAX_EXPERTS:  # fmt: skip
         raise ModelError(f"{path}: unknown architecture {arch!r}")
     return full
 

@@ -122,6 +122,33 @@ class StyleFiLM(nn.Module):
         return [p.unflatten(1, (2, -1)) for p in (alpha * mixed).split(sizes, dim=1)]
 
 
+class CondHead(nn.Module):
+    """The decoder's first convolution conditioned on the style: its kernel plus a mixture of
+    ``experts`` kernels weighted by a small network of the style's statistics (CondConv, Yang
+    et al., 2019). Fitted to one pair alone, this convolution takes L most of the way a whole
+    decoder does (``eval/ceiling-parts-512``): it is where per-style capacity pays. Mixing costs
+    one weighted sum of kernels per style, nothing per pixel. The experts start at zero."""
+
+    HIDDEN = 256
+
+    def __init__(self, code_channels: int, conv: nn.Conv2d, experts: int) -> None:
+        super().__init__()
+        self.route = nn.Sequential(nn.Linear(2 * code_channels, self.HIDDEN), nn.ReLU(),
+                                   nn.Linear(self.HIDDEN, experts))  # fmt: skip
+        self.weight = nn.Parameter(torch.zeros(experts, *conv.weight.shape))
+        self.bias = nn.Parameter(torch.zeros(experts, *conv.bias.shape))
+
+    def forward(self, codes: list[StyleCode], weights: list[float], alpha: float = 1.0
+                ) -> Affine:  # fmt: skip
+        """The (B, O, I, k, k) kernel and (B, O) bias to add; styles mix as Σ wᵢ aᵢ, ``alpha``
+        scales towards none."""
+        a = alpha * sum(
+            w * self.route(style_vector(c)) for w, c in zip(weights, codes, strict=True)
+        )
+        a = a.float()
+        return torch.einsum("be,eoikl->boikl", a, self.weight), a @ self.bias
+
+
 class Decoder(nn.Module):
     """1/4 resolution → image: nearest upsampling (no checkerboards), most work at 1/4 and 1/2.
 
@@ -130,7 +157,8 @@ class Decoder(nn.Module):
     continues from exactly its own output. ``blocks`` residual blocks follow the first
     convolution, at 1/4 resolution (each costs ≈ 15–20 ms at 512² in bf16 here), in int8 within
     :func:`quant.enabled` when the model has scales for them (``int8_scales``, from its file).
-    With ``film``, a :class:`StyleFiLM` modulates the input of three convolutions, one per scale.
+    With ``film``, a :class:`StyleFiLM` modulates the input of three convolutions, one per scale;
+    with ``experts``, a :class:`CondHead` adds to the first convolution per style.
     """
 
     SKIP_CHANNELS = (128, 64)
@@ -138,8 +166,8 @@ class Decoder(nn.Module):
     FILM_AT = (2, 5, 10)  # indices into ``net`` whose input is modulated, and its channels:
     FILM_CHANNELS = (128, 64, 32)
 
-    def __init__(self, c_in: int, skips: bool = False, blocks: int = 0, film: bool = False
-                 ) -> None:  # fmt: skip
+    def __init__(self, c_in: int, skips: bool = False, blocks: int = 0, film: bool = False,
+                 experts: int = 0) -> None:  # fmt: skip
         super().__init__()
         up = lambda: nn.Upsample(scale_factor=2, mode="nearest")
         self.net = nn.Sequential(
@@ -155,15 +183,19 @@ class Decoder(nn.Module):
             nn.init.zeros_(conv.bias)
         code = c_in + sum(self.SKIP_CHANNELS) * skips
         self.film = StyleFiLM(code, self.FILM_CHANNELS) if film else None
+        self.head = CondHead(code, self.net[0], experts) if experts else None
         self.int8_scales: list[quant.BlockScales] | None = None
         self.int8: quant.Int8Blocks | None = None  # built on first use, from int8_scales
 
     def forward(self, feats: Features, affines: list[Affine] | None = None,
-                film: list[torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+                film: list[torch.Tensor] | None = None, head: Affine | None = None
+                ) -> torch.Tensor:  # fmt: skip
         """D(f), or D(T f + b) with ``affines`` (one (T, b) per level) folded into the first
-        convolution of each level; ``film`` from :class:`StyleFiLM`."""
+        convolution of each level; ``film`` from :class:`StyleFiLM`, ``head`` from
+        :class:`CondHead`."""
         maps = affines or [None] * len(feats)
-        x, start = self._blocks(self.net[1](_affine_conv(self.net[0], feats[0], maps[0]))), 2
+        first = _affine_conv(self.net[0], feats[0], maps[0], head)
+        x, start = self._blocks(self.net[1](first)), 2
         skips = dict(zip(self.SKIP_AT, zip(self.skips or (), feats[1:], maps[1:])))
         mods = dict(zip(self.FILM_AT, film or ()))
         for stop in sorted({*skips, *mods}):
@@ -183,11 +215,18 @@ class Decoder(nn.Module):
         return self.blocks(x)
 
 
-def _affine_conv(conv: nn.Conv2d, f: torch.Tensor, affine: Affine | None) -> torch.Tensor:
-    """conv(f), or conv(T f + b) per image through :func:`fold_affine`."""
-    if affine is None:
+def _affine_conv(conv: nn.Conv2d, f: torch.Tensor, affine: Affine | None,
+                 extra: Affine | None = None) -> torch.Tensor:  # fmt: skip
+    """conv(f), or conv(T f + b) per image through :func:`fold_affine`; ``extra`` adds a kernel
+    and bias per image to the convolution's."""
+    if affine is None and extra is None:
         return conv(f)
-    weights, biases = fold_affine(conv.weight, conv.bias, *affine)
+    n = f.shape[0]
+    weights, biases = conv.weight.expand(n, *conv.weight.shape), conv.bias.expand(n, -1)
+    if extra is not None:
+        weights, biases = weights + extra[0], biases + extra[1]
+    if affine is not None:
+        weights, biases = fold_affine(weights, biases, *affine)
     pairs = zip(f.split(1), weights, biases, strict=True)
     outs = [F.conv2d(fi, w, bias, padding=conv.padding) for fi, w, bias in pairs]
     return torch.cat(outs) if len(outs) > 1 else outs[0]  # cat would copy a lone image

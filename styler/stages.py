@@ -17,7 +17,7 @@ from .targets import TargetCache
 from .tiles import interior
 from .vgg import VGG19
 
-FILM_LR_SCALE = 10.0  # a FiLM's learning rate over the decoder's in stage 2
+NEW_LR_SCALE = 10.0  # the learning rate of a FiLM or experts over the decoder's, in stage 2
 
 
 class ReconStage(nn.Module):
@@ -56,14 +56,14 @@ class StyleStage(nn.Module):
         self.cache: TargetCache | None = None
 
     def trainable(self, lr: float) -> list[dict]:
-        """Adam's parameter groups: the decoder at ``lr``, its FiLM (a small network that may be
-        new beside a trained decoder) ``FILM_LR_SCALE`` times faster."""
-        decoder = self.model.decoder
-        rest = [p for name, p in decoder.named_parameters() if not name.startswith("film.")]
-        groups = [{"params": rest, "lr": lr}]
-        if decoder.film:
-            groups.append({"params": list(decoder.film.parameters()), "lr": lr * FILM_LR_SCALE})
-        return groups
+        """Adam's parameter groups: the decoder at ``lr``, its style-conditioned parts (small
+        networks that may be new beside a trained decoder) ``NEW_LR_SCALE`` times faster."""
+        old: list[nn.Parameter] = []
+        new: list[nn.Parameter] = []
+        for name, p in self.model.decoder.named_parameters():
+            (new if name.startswith(("film.", "head.")) else old).append(p)
+        groups = [{"params": old, "lr": lr}, {"params": new, "lr": lr * NEW_LR_SCALE}]
+        return groups if new else groups[:1]
 
     def forward(
         self,

@@ -87,7 +87,7 @@ def train(cfg: TrainConfig) -> Path:
 
     vgg = VGG19(max_layer=max(cfg.loss.deepest, ENCODER_LAYER, key=LAYERS.index))
     model = StyleNet.build(cfg.encoder, cfg.transform, cfg.seed, vgg=vgg, skips=cfg.skips,
-                           blocks=cfg.blocks, film=cfg.film)  # fmt: skip
+                           blocks=cfg.blocks, film=cfg.film, experts=cfg.experts)  # fmt: skip
     stages = {"recon": ReconStage(model, vgg), "style": StyleStage(model, Objective(cfg.loss, vgg))}
     for s in stages.values():
         engine.module(s)
@@ -213,7 +213,7 @@ def train(cfg: TrainConfig) -> Path:
 
 def _check_same_architecture(path: Path, old: dict, new: dict) -> None:
     """A run resumes only with the network it was trained with (else the weights do not fit)."""
-    old = {"film": False} | old  # runs from before FiLM
+    old = {"film": False, "experts": 0} | old  # runs from before these
     differ = [f"--{k} {old.get(k)} (not {new[k]})" for k in ARCHITECTURE if old.get(k) != new[k]]
     if differ:
         raise ValueError(f"{path}: this run trains another network; resume it with "
@@ -223,20 +223,25 @@ def _check_same_architecture(path: Path, old: dict, new: dict) -> None:
 def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, float]:
     """Load ``cfg.init``'s weights into ``model``; its steps and wall time, to continue them.
 
-    A model may start one with skips, more blocks or FiLM (they start at zero), not the reverse."""
+    A model may start one with skips, more blocks, FiLM or experts (they start at zero), not the
+    reverse."""
     src = StyleNet.load(cfg.init, vgg=vgg)
-    if (src.kind, src.transform) != (cfg.encoder, cfg.transform) or src.skips > cfg.skips \
-            or src.blocks > cfg.blocks or src.film > cfg.film:  # fmt: skip
-        name = lambda k, t, s, b, f: (
-            f"{k}/{t}{'/skips' * s}{f'/{b} blocks' * bool(b)}" + "/film" * f
-        )
-        have = name(src.kind, src.transform, src.skips, src.blocks, src.film)
-        want = name(cfg.encoder, cfg.transform, cfg.skips, cfg.blocks, cfg.film)
-        raise ValueError(f"--init {cfg.init}: a {have} model, but this run trains {want} "
-                         "(set --encoder, --transform, --skips, --blocks, --film)")  # fmt: skip
+    have, want = src.architecture, {k: getattr(cfg, k) for k in ARCHITECTURE}
+    grown = ARCHITECTURE[2:]  # the parts a run may add
+    if any(have[k] != want[k] for k in ARCHITECTURE[:2]) or any(have[k] > want[k] for k in grown):
+        options = ", ".join("--" + k for k in ARCHITECTURE)
+        raise ValueError(f"--init {cfg.init}: a {_name(have)} model, but this run trains "
+                         f"{_name(want)} (set {options})")  # fmt: skip
     model.load_state_dict(src.trained_state(), strict=False)
     done = src.config.get("trained", {})
     return int(done.get("steps", 0)), float(done.get("wall_time_s", 0.0))
+
+
+def _name(arch: dict) -> str:
+    """E.g. vgg/wct/skips/3 blocks/film/8 experts."""
+    counts = "".join(f"/{arch[k]} {k}" for k in ("blocks", "experts") if arch[k])
+    flags = {k: f"/{k}" * arch[k] for k in ("skips", "film")}
+    return f"{arch['encoder']}/{arch['transform']}{flags['skips']}{counts}{flags['film']}"
 
 
 def replica_checksums(model: StyleNet) -> list[float]:

@@ -14,12 +14,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
-@pytest.mark.parametrize(("encoder", "skips", "film"),
-                         [("lite", False, False), ("vgg", False, False), ("vgg", True, False),
-                          ("vgg", True, True)])  # fmt: skip
+TILED = [("lite", False, {}), ("vgg", False, {}), ("vgg", True, {}), ("vgg", True, {"film": True}),
+         ("vgg", True, {"experts": 2})]  # fmt: skip
+
+
+@pytest.mark.parametrize(("encoder", "skips", "part"), TILED)
 @torch.no_grad()
-def test_tiled_and_untiled_outputs_agree(encoder, skips, film):
-    net = tame_net(encoder=encoder, skips=skips, film=film)
+def test_tiled_and_untiled_outputs_agree(encoder, skips, part):
+    net = tame_net(encoder=encoder, skips=skips, **part)
     content, style = pattern_tensor(203, 150, 3), pattern_tensor(64, 64, 4)
     whole = net(content, [style])
     calls = []

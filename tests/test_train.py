@@ -19,7 +19,7 @@ from styler.curves import read_rows
 from styler.losses import Objective
 from styler.model import StyleNet
 from styler.pipeline import calibrate_int8
-from styler.stages import FILM_LR_SCALE, ReconStage, StyleStage, style_loss
+from styler.stages import NEW_LR_SCALE, ReconStage, StyleStage, style_loss
 from styler.train import holdout_names, start_from, train
 
 TESTS = Path(__file__).resolve().parent
@@ -173,22 +173,28 @@ def test_init_adds_blocks_that_start_as_the_identity_but_never_drops_them(tmp_pa
                    shared_vgg("relu3_1"))  # fmt: skip
 
 
-def test_init_adds_a_film_that_starts_at_zero_and_learns_faster_but_is_never_dropped(tmp_path):
+@pytest.mark.parametrize(("part", "name"), [({"film": True}, "skips/film"),
+                                            ({"experts": 2}, "skips/2 experts")])  # fmt: skip
+def test_init_adds_style_conditioned_parts_that_start_at_zero_and_learn_faster(
+    tmp_path, part, name
+):
+    """A FiLM or experts added to a trained model leave its output as it was, train at
+    NEW_LR_SCALE times its lr, and are never dropped by a later --init."""
     plain = tame_net(encoder="vgg", skips=True)
     plain.save(tmp_path / "plain.safetensors")
-    cfg = run_config(tmp_path, encoder="vgg", skips=True, film=True, init=str(tmp_path / "plain"))
-    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, film=True)
+    cfg = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "plain"), **part)
+    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, **part)
     start_from(model, cfg, shared_vgg("relu3_1"))
     c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(c, [s]), plain(c, [s]), atol=2e-3, rtol=0)
     groups = StyleStage(model, Objective(FAST_LOSS, shared_vgg("relu2_1"))).trainable(1e-5)
-    film = set(model.decoder.film.parameters())
-    assert [g["lr"] for g in groups] == [1e-5, 1e-5 * FILM_LR_SCALE]
-    assert set(groups[1]["params"]) == film and not film & set(groups[0]["params"])
-    model.save(tmp_path / "film.safetensors")
-    back = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "film"))
-    with pytest.raises(ValueError, match="a vgg/wct/skips/film model, but this run trains "):
+    new = set((model.decoder.film or model.decoder.head).parameters())
+    assert [g["lr"] for g in groups] == [1e-5, 1e-5 * NEW_LR_SCALE]
+    assert set(groups[1]["params"]) == new and not new & set(groups[0]["params"])
+    model.save(tmp_path / "grown.safetensors")
+    back = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "grown"))
+    with pytest.raises(ValueError, match=f"a vgg/wct/{name} model, but this run trains vgg/wct/"):
         start_from(StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True), back,
                    shared_vgg("relu3_1"))  # fmt: skip
 
