@@ -28,7 +28,7 @@ from styler.params import SHEET_HEIGHT, SIZE, FastRequest, SolveRequest
 from styler.report import sheet
 
 TERMS = ("total", "content", "style_moments", "style_gram")
-SOLVER_CACHE = Path("eval/results/solver-cache")  # also solver_curves.py's
+SOLVER_CACHE = Path(__file__).parent / "results" / "solver-cache"  # also solver_curves.py's
 
 
 def reference_paths(cache: Path, key: str, at: int) -> tuple[Path, Path, Path]:

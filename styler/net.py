@@ -135,7 +135,9 @@ class CondHead(nn.Module):
         super().__init__()
         self.route = nn.Sequential(nn.Linear(2 * code_channels, self.HIDDEN), nn.ReLU(),
                                    nn.Linear(self.HIDDEN, experts))  # fmt: skip
-        self.weight = nn.Parameter(torch.zeros(experts, *conv.weight.shape))
+        self.shape = conv.weight.shape
+        # flat (experts, kernel): 2-D, so channels_last leaves it alone
+        self.weight = nn.Parameter(torch.zeros(experts, conv.weight.numel()))
         self.bias = nn.Parameter(torch.zeros(experts, *conv.bias.shape))
 
     def forward(self, codes: list[StyleCode], weights: list[float], alpha: float = 1.0
@@ -146,7 +148,7 @@ class CondHead(nn.Module):
             w * self.route(style_vector(c)) for w, c in zip(weights, codes, strict=True)
         )
         a = a.float()
-        return torch.einsum("be,eoikl->boikl", a, self.weight), a @ self.bias
+        return (a @ self.weight).view(-1, *self.shape), a @ self.bias
 
 
 class Decoder(nn.Module):
