@@ -8,7 +8,8 @@
 
 With ``skips`` (vgg only) E also hands D its relu2_1 and relu1_1 features, each mapped by AdaIN
 to the style's moments there: the fine levels L's style term weighs, at no extra encoder cost.
-With ``film`` D's activations are also scaled and shifted per style (``net.StyleFiLM``).
+With ``film`` D's activations are also scaled and shifted per style (``net.StyleFiLM``), with
+``experts`` its first convolution is mixed per style (``net.CondHead``).
 
 The image is reflection-padded by ``PAD`` pixels before E and cropped after D, so no convolution
 sees a zero border inside the picture (a frame line otherwise). A model is two files,
