@@ -32,16 +32,6 @@ from styler.model import StyleNet
 from styler.params import SIZE, FastRequest, SolveRequest
 
 
-def with_film(model: StyleNet, engine: Engine) -> StyleNet:
-    """``model`` with a FiLM added to its decoder (at zero: the same output)."""
-    arch = {k: v for k, v in model.architecture.items() if k != "film"}
-    new = StyleNet.build(arch.pop("encoder"), arch.pop("transform"), vgg=model.encoder.vgg,
-                         film=True, **arch)  # fmt: skip
-    new.load_state_dict(model.trained_state(), strict=False)
-    new.decoder.int8_scales = model.decoder.int8_scales
-    return engine.module(new).eval()
-
-
 def fit_pair(model: StyleNet, engine: Engine, objective, pair: pipeline.Pair, req: FastRequest,
              steps: int, lr: float, every: int, parts: tuple[str, ...] = ()
              ) -> list[dict]:  # fmt: skip
@@ -108,8 +98,7 @@ def main() -> None:
         "--fit",
         default="",
         help="fit only the decoder's parameters whose names start with one of these "
-        "(comma-separated: blocks, net.8, ...); film adds a FiLM to fit: the ceiling "
-        "of a decoder conditioned on the style (a perfect predictor of its FiLM)",
+        "(comma-separated: blocks, net.0., net.8, ...): which part's capacity pays",
     )
     p.add_argument("--cache", type=Path, default=SOLVER_CACHE, help="designs.py's references")
     p.add_argument("--ref-iters", type=int, default=100, help="the references' iterations")
@@ -124,7 +113,6 @@ def main() -> None:
         key = pair_key(content, style)
         pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
         model = pipeline.load_model(a.model, engine)  # afresh: each pair starts from f_θ
-        model = with_film(model, engine) if "film" in parts else model
         history = fit_pair(model, engine, objective, pair, req, a.steps, a.lr, a.every, parts)
         ref = a.cache / f"{reference_key(content, style, a.size, a.ref_iters)}.json"
         solver = json.loads(ref.read_text()) if ref.exists() else None

@@ -36,7 +36,7 @@ DEVICE_HELP = "cpu, cuda (cuda:N) or auto: cuda if available"
 PRECISIONS = ("auto", "int8", "bf16", "fp32")
 DEFAULT_PRECISION = PRECISIONS[0]
 # the settings that shape f_θ: the first two fixed, the others may grow (train --init)
-ARCHITECTURE = ("encoder", "transform", "skips", "blocks", "film", "experts")
+ARCHITECTURE = ("encoder", "transform", "skips", "blocks", "experts")
 MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M parameters)
 MAX_EXPERTS = 32  # the first convolution's experts at most (each ≈ 0.3 M parameters)
 TRAIN_PRECISIONS = ("auto", "bf16", "fp32")  # int8 is for stylizing with a trained f_θ
@@ -132,13 +132,6 @@ class TrainConfig:
     blocks: int = field(
         default=0,
         **_help(f"residual blocks in the decoder at 1/4 resolution (0…{MAX_BLOCKS})"),
-    )
-    film: bool = field(
-        default=False,
-        **_help(
-            "the decoder's activations are scaled and shifted per style, by a small network "
-            "of the style's statistics (FiLM)"
-        ),
     )
     experts: int = field(
         default=0,

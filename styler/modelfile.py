@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from . import quant
-from .config import ENCODERS, MAX_BLOCKS, MAX_EXPERTS, TRANSFORMS
+from .config import ARCHITECTURE, ENCODERS, MAX_BLOCKS, MAX_EXPERTS, TRANSFORMS
 from .files import atomic_write
 from .net import ENCODER_LAYER
 from .vgg import VGG19, WEIGHTS, weights_id
@@ -25,7 +25,6 @@ FORMAT = "styler-wct"
 FORMAT_VERSION = 2
 PACKAGED = resources.files("styler") / "weights"  # shipped models, loadable by name
 DEFAULT_WEIGHTS = PACKAGED / "styler-blocks.safetensors"
-FLAGS = {"skips": False, "film": False}  # the architecture's switches and their defaults
 
 
 class ModelError(ValueError):
@@ -67,14 +66,14 @@ def read_config(cfg_path: Path) -> dict:
 
 
 def architecture(path: Path, config: dict) -> dict:
-    """The config's architecture, checked, with the switches it leaves out at their defaults."""
+    """The config's architecture, checked, with the parts it leaves out at their defaults."""
     arch = config.get("architecture")
-    if not isinstance(arch, dict):
+    if not isinstance(arch, dict) or set(arch) - set(ARCHITECTURE):
         raise ModelError(f"{path}: unknown architecture {arch!r}")
-    full = {"blocks": 0, "experts": 0, **FLAGS, **arch}
+    full = {"skips": False, "blocks": 0, "experts": 0, **arch}
     blocks, experts = full["blocks"], full["experts"]
     if full.get("encoder") not in ENCODERS or full.get("transform") not in TRANSFORMS \
-            or not all(isinstance(full[k], bool) for k in FLAGS) \
+            or not isinstance(full["skips"], bool) \
             or (full["skips"] and full["encoder"] != "vgg") \
             or type(blocks) is not int or not 0 <= blocks <= MAX_BLOCKS \
             or type(experts) is not int or not 0 <= experts <= MAX_EXPERTS:  # fmt: skip

@@ -7,7 +7,7 @@ VGGEncoder   VGG19→relu3_1 itself, frozen; with skips, relu2_1 and relu1_1 too
 Decoder      1/4 resolution → image, trained to invert E, then on the shared L; with skips it
              also adds a 1×1 convolution of each skip level's (AdaIN-mapped) features, with
              blocks it has residual blocks at 1/4 resolution (capacity where pixels are few),
-             and with film its activations are scaled and shifted per style (StyleFiLM).
+             and with experts its first convolution is mixed per style (CondHead).
 """
 
 from __future__ import annotations
@@ -96,32 +96,6 @@ class ResBlock(nn.Module):
         return x + self.b(F.relu(self.a(x)))
 
 
-class StyleFiLM(nn.Module):
-    """Per-channel scales and shifts of the decoder's activations predicted from the style's
-    statistics (``function.style_vector``): the conditional normalization of Dumoulin et al.
-    (2017) and Ghiasi et al. (2017). A shared decoder otherwise paints every style with the same
-    weights; this gives it capacity that depends on the style, at almost no cost per pixel.
-    Its last layer starts at zero, so a decoder that gains it continues from its own output."""
-
-    HIDDEN = 256
-
-    def __init__(self, code_channels: int, channels: tuple[int, ...]) -> None:
-        super().__init__()
-        self.channels = channels
-        self.mlp = nn.Sequential(nn.Linear(2 * code_channels, self.HIDDEN), nn.ReLU(),
-                                 nn.Linear(self.HIDDEN, 2 * sum(channels)))  # fmt: skip
-        nn.init.zeros_(self.mlp[2].weight)
-        nn.init.zeros_(self.mlp[2].bias)
-
-    def forward(self, codes: list[StyleCode], weights: list[float], alpha: float = 1.0
-                ) -> list[torch.Tensor]:  # fmt: skip
-        """(γ, β) stacked as (B, 2, C) per modulated layer; styles mix as Σ wᵢ (γᵢ, βᵢ), and
-        ``alpha`` scales them towards the identity (γ = β = 0)."""
-        mixed = sum(w * self.mlp(style_vector(c)) for w, c in zip(weights, codes, strict=True))
-        sizes = [2 * c for c in self.channels]
-        return [p.unflatten(1, (2, -1)) for p in (alpha * mixed).split(sizes, dim=1)]
-
-
 class CondHead(nn.Module):
     """The decoder's first convolution conditioned on the style: its kernel plus a mixture of
     ``experts`` kernels weighted by a small network of the style's statistics (CondConv, Yang
@@ -159,17 +133,14 @@ class Decoder(nn.Module):
     continues from exactly its own output. ``blocks`` residual blocks follow the first
     convolution, at 1/4 resolution (each costs ≈ 15–20 ms at 512² in bf16 here), in int8 within
     :func:`quant.enabled` when the model has scales for them (``int8_scales``, from its file).
-    With ``film``, a :class:`StyleFiLM` modulates the input of three convolutions, one per scale;
-    with ``experts``, a :class:`CondHead` adds to the first convolution per style.
+    With ``experts``, a :class:`CondHead` adds to the first convolution per style.
     """
 
     SKIP_CHANNELS = (128, 64)
     SKIP_AT = (3, 8)  # indices into ``net`` where each skip is added (right after an upsampling)
-    FILM_AT = (2, 5, 10)  # indices into ``net`` whose input is modulated, and its channels:
-    FILM_CHANNELS = (128, 64, 32)
 
-    def __init__(self, c_in: int, skips: bool = False, blocks: int = 0, film: bool = False,
-                 experts: int = 0) -> None:  # fmt: skip
+    def __init__(self, c_in: int, skips: bool = False, blocks: int = 0, experts: int = 0
+                 ) -> None:  # fmt: skip
         super().__init__()
         up = lambda: nn.Upsample(scale_factor=2, mode="nearest")
         self.net = nn.Sequential(
@@ -184,29 +155,19 @@ class Decoder(nn.Module):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
         code = c_in + sum(self.SKIP_CHANNELS) * skips
-        self.film = StyleFiLM(code, self.FILM_CHANNELS) if film else None
         self.head = CondHead(code, self.net[0], experts) if experts else None
         self.int8_scales: list[quant.BlockScales] | None = None
         self.int8: quant.Int8Blocks | None = None  # built on first use, from int8_scales
 
     def forward(self, feats: Features, affines: list[Affine] | None = None,
-                film: list[torch.Tensor] | None = None, head: Affine | None = None
-                ) -> torch.Tensor:  # fmt: skip
+                head: Affine | None = None) -> torch.Tensor:  # fmt: skip
         """D(f), or D(T f + b) with ``affines`` (one (T, b) per level) folded into the first
-        convolution of each level; ``film`` from :class:`StyleFiLM`, ``head`` from
-        :class:`CondHead`."""
+        convolution of each level; ``head`` from :class:`CondHead`."""
         maps = affines or [None] * len(feats)
         first = _affine_conv(self.net[0], feats[0], maps[0], head)
         x, start = self._blocks(self.net[1](first)), 2
-        skips = dict(zip(self.SKIP_AT, zip(self.skips or (), feats[1:], maps[1:])))
-        mods = dict(zip(self.FILM_AT, film or ()))
-        for stop in sorted({*skips, *mods}):
-            x = self.net[start:stop](x)
-            if stop in skips:
-                x = x + _affine_conv(*skips[stop])
-            if stop in mods:
-                gamma, beta = mods[stop].to(x.dtype)[..., None, None].unbind(1)
-                x = x * (1 + gamma) + beta  # keeps x's memory format
+        for conv, stop, f, a in zip(self.skips or (), self.SKIP_AT, feats[1:], maps[1:]):
+            x = self.net[start:stop](x) + _affine_conv(conv, f, a)
             start = stop
         return self.net[start:](x)
 

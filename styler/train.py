@@ -87,7 +87,7 @@ def train(cfg: TrainConfig) -> Path:
 
     vgg = VGG19(max_layer=max(cfg.loss.deepest, ENCODER_LAYER, key=LAYERS.index))
     model = StyleNet.build(cfg.encoder, cfg.transform, cfg.seed, vgg=vgg, skips=cfg.skips,
-                           blocks=cfg.blocks, film=cfg.film, experts=cfg.experts)  # fmt: skip
+                           blocks=cfg.blocks, experts=cfg.experts)  # fmt: skip
     stages = {"recon": ReconStage(model, vgg), "style": StyleStage(model, Objective(cfg.loss, vgg))}
     for s in stages.values():
         engine.module(s)
@@ -213,7 +213,7 @@ def train(cfg: TrainConfig) -> Path:
 
 def _check_same_architecture(path: Path, old: dict, new: dict) -> None:
     """A run resumes only with the network it was trained with (else the weights do not fit)."""
-    old = {"film": False, "experts": 0} | old  # runs from before these
+    old = {"experts": 0} | old  # runs from before experts
     differ = [f"--{k} {old.get(k)} (not {new[k]})" for k in ARCHITECTURE if old.get(k) != new[k]]
     if differ:
         raise ValueError(f"{path}: this run trains another network; resume it with "
@@ -223,7 +223,7 @@ def _check_same_architecture(path: Path, old: dict, new: dict) -> None:
 def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, float]:
     """Load ``cfg.init``'s weights into ``model``; its steps and wall time, to continue them.
 
-    A model may start one with skips, more blocks, FiLM or experts (they start at zero), not the
+    A model may start one with skips, more blocks or experts (they start at zero), not the
     reverse."""
     src = StyleNet.load(cfg.init, vgg=vgg)
     have, want = src.architecture, {k: getattr(cfg, k) for k in ARCHITECTURE}
@@ -238,10 +238,9 @@ def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, floa
 
 
 def _name(arch: dict) -> str:
-    """E.g. vgg/wct/skips/3 blocks/film/8 experts."""
+    """E.g. vgg/wct/skips/3 blocks/8 experts."""
     counts = "".join(f"/{arch[k]} {k}" for k in ("blocks", "experts") if arch[k])
-    flags = {k: f"/{k}" * arch[k] for k in ("skips", "film")}
-    return f"{arch['encoder']}/{arch['transform']}{flags['skips']}{counts}{flags['film']}"
+    return f"{arch['encoder']}/{arch['transform']}{'/skips' * arch['skips']}{counts}"
 
 
 def replica_checksums(model: StyleNet) -> list[float]:
