@@ -120,7 +120,7 @@ def write(path: Path, tensors: dict[str, torch.Tensor], config: dict) -> dict:
     config |= {"format": FORMAT, "format_version": FORMAT_VERSION}
     half = {k: v.detach().half().contiguous().cpu() for k, v in tensors.items()}
     atomic_write(path, save(half, metadata={"format": FORMAT}))  # keeps the umask's mode
-    atomic_write(path.with_suffix(".json"), (json.dumps(config, indent=2) + "\n").encode())
+    _write_config(path.with_suffix(".json"), config)
     return config
 
 
@@ -128,4 +128,8 @@ def save_int8_scales(path: str | Path, scales: list[quant.BlockScales]) -> None:
     """Keep a saved model's block scales in its JSON file (its weights are not touched)."""
     cfg_path = weights_path(path).with_suffix(".json")
     config = {**read_config(cfg_path), quant.BLOCKS_KEY: [asdict(s) for s in scales]}
+    _write_config(cfg_path, config)
+
+
+def _write_config(cfg_path: Path, config: dict) -> None:
     atomic_write(cfg_path, (json.dumps(config, indent=2) + "\n").encode())
