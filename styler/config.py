@@ -153,6 +153,13 @@ class TrainConfig:
     lr: float = field(default=5e-4, **_help("Adam learning rate of stage 1"))
     style_lr: float = field(default=1e-4, **_help("Adam learning rate of stage 2"))
     lr_decay: float = field(default=2e-4, **_help("lr / (1 + decay · step within the stage)"))
+    average_from: int = field(
+        default=0,
+        **_help(
+            "export the mean of the weights over the steps from this one on (SWA, best at a "
+            "constant lr: --lr-decay 0) instead of the last step's; 0: off"
+        ),
+    )
     holdout: str | None = field(
         default_factory=default_split,
         **_help("JSON split of file names training must not see (default: styler's own)"),
@@ -198,6 +205,8 @@ class TrainConfig:
             raise ValueError(f"experts must be in 0…{MAX_EXPERTS}, not {self.experts}")
         if not 0 <= self.recon_steps <= self.steps:
             raise ValueError("need 0 ≤ recon_steps ≤ steps")
+        if self.average_from and self.average_from <= self.recon_steps:
+            raise ValueError("average_from must be 0 (off) or a step of stage 2 (> recon_steps)")
         if min(self.batch, self.size, self.resize) < 1 or self.size > self.resize:
             raise ValueError("batch and size must be positive and size ≤ resize")
         for name in ("ckpt_every", "log_every", "eval_every"):
@@ -210,5 +219,5 @@ class TrainConfig:
     def public(self) -> dict:
         """The set-up stored in an exported model: no machine paths or bookkeeping."""
         keep = (*ARCHITECTURE, "recon_steps", "batch", "size", "resize", "lr", "style_lr",
-                "lr_decay", "cache_targets", "precision", "seed")  # fmt: skip
+                "lr_decay", "average_from", "cache_targets", "precision", "seed")  # fmt: skip
         return {k: v for k, v in asdict(self).items() if k in keep}

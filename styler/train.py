@@ -28,10 +28,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .config import ARCHITECTURE, LAYERS, TrainConfig
+from .average import WeightAverage
+from .config import LAYERS, TrainConfig
 from .curves import CsvLog, plot_run
 from .data import PairStream, fixed_pairs, list_images
 from .engine import Engine
+from .lineage import check_same_architecture, start_from
 from .losses import Objective
 from .model import StyleNet
 from .net import ENCODER_LAYER
@@ -93,12 +95,14 @@ def train(cfg: TrainConfig) -> Path:
         engine.module(s)
     settings = {"training": cfg.public(), "loss": cfg.loss.to_dict()}
     ckpt_path = out / "checkpoint.pt"
-    step, elapsed = 0, 0.0
+    step, elapsed, average = 0, 0.0, WeightAverage()
     ck = torch.load(ckpt_path, map_location=engine.device) if ckpt_path.exists() else None
     if ck:
-        _check_same_architecture(ckpt_path, ck["settings"]["training"], settings["training"])
+        check_same_architecture(ckpt_path, ck["settings"]["training"], settings["training"])
         stages["recon"].load_state_dict(ck["recon"], strict=False)
         step, elapsed = ck["step"], ck["elapsed_s"]
+        if cfg.average_from and "average" in ck:
+            average.load_state_dict(ck["average"])
         changed = {k: (v, settings["training"][k]) for k, v in ck["settings"]["training"].items()
                    if settings["training"].get(k) != v}  # fmt: skip
         if rank == 0:
@@ -170,6 +174,8 @@ def train(cfg: TrainConfig) -> Path:
             sched.step()
             step += 1
             bar.update(1)
+            if cfg.average_from and step >= cfg.average_from:
+                average.update(model)
             for k, v in [("steps", 1.0), *((k, v.item()) for k, v in terms.items())]:
                 sums[k] = sums.get(k, 0.0) + v
             if not torch.isfinite(terms["total"]):
@@ -183,7 +189,7 @@ def train(cfg: TrainConfig) -> Path:
                 sums.clear()
             if held and heldout and (step % cfg.eval_every == 0 or step == cfg.steps):
                 model.eval()
-                with engine.autocast():
+                with engine.autocast(), average.applied(model):  # the model that is exported
                     pair = map(engine.tensor, heldout)
                     scores = heldout_scores(stages["recon"], stages["style"], *pair)
                 held.write({"step": step, "stage": stage_name, **scores})
@@ -191,56 +197,24 @@ def train(cfg: TrainConfig) -> Path:
                 replicas = replica_checksums(model)  # every rank takes part
                 if rank == 0:
                     _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings,
-                          replicas)  # fmt: skip
+                          average, replicas)  # fmt: skip
     except (KeyboardInterrupt, WorkerKilled):
         loader, own_group = None, False  # stops the data workers first, so none dies under the save
         if rank == 0:
             print(f"\ninterrupted at step {step}; saving a checkpoint")
-            _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings)
+            _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings, average)
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, old_sigterm)
         bar.close()
     if rank == 0 and not (out / "model.safetensors").exists():
-        _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings)
+        _save(out, stages, opt, stage_name, step, time.perf_counter() - t0, settings, average)
     if rank == 0 and step >= cfg.steps and cfg.int8_pairs:  # not after an interrupt: ≈ 3 s a pair
         calibrate_int8(out / "model", list(zip(contents, styles))[: cfg.int8_pairs], cfg.resize)
     if own_group:  # end together: left to the exit, gloo aborted a rank in 7 of 78 torchrun runs
         dist.barrier()
         dist.destroy_process_group()
     return out / "model.safetensors"
-
-
-def _check_same_architecture(path: Path, old: dict, new: dict) -> None:
-    """A run resumes only with the network it was trained with (else the weights do not fit)."""
-    old = {"experts": 0} | old  # runs from before experts
-    differ = [f"--{k} {old.get(k)} (not {new[k]})" for k in ARCHITECTURE if old.get(k) != new[k]]
-    if differ:
-        raise ValueError(f"{path}: this run trains another network; resume it with "
-                         f"{', '.join(differ)}, or start a new run with another --out")  # fmt: skip
-
-
-def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, float]:
-    """Load ``cfg.init``'s weights into ``model``; its steps and wall time, to continue them.
-
-    A model may start one with skips, more blocks or experts (they start at zero), not the
-    reverse."""
-    src = StyleNet.load(cfg.init, vgg=vgg)
-    have, want = src.architecture, {k: getattr(cfg, k) for k in ARCHITECTURE}
-    grown = ARCHITECTURE[2:]  # the parts a run may add
-    if any(have[k] != want[k] for k in ARCHITECTURE[:2]) or any(have[k] > want[k] for k in grown):
-        options = ", ".join("--" + k for k in ARCHITECTURE)
-        raise ValueError(f"--init {cfg.init}: a {_name(have)} model, but this run trains "
-                         f"{_name(want)} (set {options})")  # fmt: skip
-    model.load_state_dict(src.trained_state(), strict=False)
-    done = src.config.get("trained", {})
-    return int(done.get("steps", 0)), float(done.get("wall_time_s", 0.0))
-
-
-def _name(arch: dict) -> str:
-    """E.g. vgg/wct/skips/3 blocks/8 experts."""
-    counts = "".join(f"/{arch[k]} {k}" for k in ("blocks", "experts") if arch[k])
-    return f"{arch['encoder']}/{arch['transform']}{'/skips' * arch['skips']}{counts}"
 
 
 def replica_checksums(model: StyleNet) -> list[float]:
@@ -276,13 +250,15 @@ def _leave_signals_to_main(worker: int) -> None:
 
 
 def _save(out: Path, stages: dict[str, nn.Module], opt, stage: str, step: int, elapsed: float,
-          settings: dict, replicas: list[float] | None = None) -> None:  # fmt: skip
-    """Checkpoint (atomically) and export the model and the curves (rank 0 only)."""
+          settings: dict, average: WeightAverage,
+          replicas: list[float] | None = None) -> None:  # fmt: skip
+    """Checkpoint (atomically) and export the model (the weight average once there is one)
+    and the curves (rank 0 only)."""
     trained = {k: v for k, v in stages["recon"].state_dict().items() if not k.startswith("vgg.")
                and not k.startswith("model.encoder.vgg.")}  # fmt: skip
     state = {"recon": trained, "optimizer": opt.state_dict() if opt else {},
              "stage": stage, "step": step, "elapsed_s": elapsed, "settings": settings,
-             "replicas": replicas}  # fmt: skip
+             "replicas": replicas, "average": average.state_dict()}  # fmt: skip
     tmp = out / "checkpoint.pt.tmp"
     torch.save(state, tmp)
     tmp.replace(out / "checkpoint.pt")
@@ -290,5 +266,8 @@ def _save(out: Path, stages: dict[str, nn.Module], opt, stage: str, step: int, e
     threads = torch.get_num_threads()
     hardware = f"{model.decoder.net[0].weight.device.type} ({threads} thread{'s' * (threads > 1)})"
     done = {"steps": step, "wall_time_s": round(elapsed, 1), "hardware": hardware}
-    model.save(out / "model.safetensors", {"trained": done})
+    if average.count:
+        done["averaged_steps"] = [step - average.count + 1, step]
+    with average.applied(model):
+        model.save(out / "model.safetensors", {"trained": done})
     plot_run(out)

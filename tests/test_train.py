@@ -16,11 +16,12 @@ from core_helpers import FAST_LOSS, image_folder, pattern_tensor, shared_vgg, ta
 
 from styler.config import TrainConfig
 from styler.curves import read_rows
+from styler.lineage import start_from
 from styler.losses import Objective
 from styler.model import StyleNet
 from styler.pipeline import calibrate_int8
 from styler.stages import NEW_LR_SCALE, ReconStage, StyleStage, style_loss
-from styler.train import holdout_names, start_from, train
+from styler.train import holdout_names, train
 
 TESTS = Path(__file__).resolve().parent
 
