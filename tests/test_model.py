@@ -256,8 +256,10 @@ def test_a_shipped_model_loads_by_name_from_any_folder(tmp_path, monkeypatch):
     assert StyleNet.load("styler-lite").kind == "lite"
     assert not StyleNet.load("styler-vgg31").skips
     assert StyleNet.load("styler-skips").skips and not StyleNet.load("styler-skips").blocks
-    default = StyleNet.load()  # styler-blocks
+    assert StyleNet.load("styler-blocks").architecture["experts"] == 0
+    default = StyleNet.load()  # styler-experts
     assert (default.kind, default.skips, default.blocks) == ("vgg", True, 3)
+    assert default.architecture["experts"] == 8
     with pytest.raises(ModelError, match="not found"):
         StyleNet.load("styler-nonexistent")
 
