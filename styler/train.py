@@ -174,7 +174,7 @@ def train(cfg: TrainConfig) -> Path:
             sched.step()
             step += 1
             bar.update(1)
-            if cfg.average_from and step >= cfg.average_from:
+            if rank == 0 and cfg.average_from and step >= cfg.average_from:  # rank 0 exports
                 average.update(model)
             for k, v in [("steps", 1.0), *((k, v.item()) for k, v in terms.items())]:
                 sums[k] = sums.get(k, 0.0) + v
