@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from .config import ARCHITECTURE, TrainConfig
 from .model import StyleNet
 from .vgg import VGG19
@@ -31,9 +33,20 @@ def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, floa
         options = ", ".join("--" + k for k in ARCHITECTURE)
         raise ValueError(f"--init {cfg.init}: a {_name(have)} model, but this run trains "
                          f"{_name(want)} (set {options})")  # fmt: skip
-    model.load_state_dict(src.trained_state(), strict=False)
+    model.load_state_dict(_grow_experts(src.trained_state(), model), strict=False)
     done = src.config.get("trained", {})
     return int(done.get("steps", 0)), float(done.get("wall_time_s", 0.0))
+
+
+def _grow_experts(state: dict[str, torch.Tensor], model: StyleNet) -> dict[str, torch.Tensor]:
+    """``state`` with its experts (rows of the head's tensors) placed first in ``model``'s larger
+    head; the new experts' kernels stay zero (the output is unchanged) and their routing rows
+    keep their random start (so their kernels get a gradient)."""
+    own = model.trained_state()
+    for k, v in state.items():
+        if k.startswith("decoder.head.") and v.shape != own[k].shape:
+            state[k] = torch.cat([v, own[k][v.shape[0] :]])
+    return state
 
 
 def _name(arch: dict) -> str:

@@ -203,6 +203,22 @@ def test_init_adds_per_style_parts_at_zero_that_learn_faster_and_are_never_dropp
                    shared_vgg("relu3_1"))  # fmt: skip
 
 
+def test_init_grows_experts_keeping_the_old_ones_and_the_output(tmp_path):
+    """A model with 2 experts starts one with 3: the 2 come first, unchanged, so the output is
+    the same; the third starts at zero, with a routing row that is not (else it never learns)."""
+    small = tame_net(encoder="vgg", skips=True, experts=2)
+    small.save(tmp_path / "two.safetensors")
+    cfg = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "two"), experts=3)
+    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, experts=3)
+    start_from(model, cfg, shared_vgg("relu3_1"))
+    head, old = model.decoder.head, small.decoder.head
+    torch.testing.assert_close(head.weight[:2], old.weight, atol=1e-3, rtol=0)  # fp16 file
+    assert not head.weight[2].any() and head.route[2].weight[2].abs().sum() > 0
+    c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(c, [s]), small(c, [s]), atol=2e-3, rtol=0)
+
+
 def test_a_finished_run_calibrates_its_int8_blocks_and_an_unfinished_one_does_not(tmp_path):
     """The exported model carries its blocks' scales once training is done, so it runs them in
     int8 as the shipped model does; a later export (training on) drops them again."""
