@@ -36,7 +36,7 @@ DEVICE_HELP = "cpu, cuda (cuda:N) or auto: cuda if available"
 PRECISIONS = ("auto", "int8", "bf16", "fp32")
 DEFAULT_PRECISION = PRECISIONS[0]
 # the settings that shape f_θ: the first two fixed, the others may grow (train --init)
-ARCHITECTURE = ("encoder", "transform", "skips", "blocks", "experts", "film")
+ARCHITECTURE = ("encoder", "transform", "skips", "blocks", "experts")
 MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M parameters)
 MAX_EXPERTS = 32  # the first convolution's experts at most (each ≈ 0.3 M parameters)
 TRAIN_PRECISIONS = ("auto", "bf16", "fp32")  # int8 is for stylizing with a trained f_θ
@@ -138,13 +138,6 @@ class TrainConfig:
         **_help(
             f"the decoder's first convolution mixed per style from this many expert kernels "
             f"(CondConv; 0…{MAX_EXPERTS})"
-        ),
-    )
-    film: bool = field(
-        default=False,
-        **_help(
-            "the decoder's activations scaled and shifted per style (FiLM, from the style's "
-            "statistics)"
         ),
     )
     recon_steps: int = field(

@@ -8,8 +8,7 @@
 
 With ``skips`` (vgg only) E also hands D its relu2_1 and relu1_1 features, each mapped by AdaIN
 to the style's moments there: the fine levels L's style term weighs, at no extra encoder cost.
-With ``experts`` D's first convolution is also mixed per style (``net.CondHead``); with ``film``
-D's activations are scaled and shifted per style (``net.StyleFiLM``).
+With ``experts`` D's first convolution is also mixed per style (``net.CondHead``).
 
 The image is reflection-padded by ``PAD`` pixels before E and cropped after D, so no convolution
 sees a zero border inside the picture (a frame line otherwise). A model is two files,
@@ -38,7 +37,7 @@ from .function import (
     style_code,
 )
 from .modelfile import ModelError, weights_path
-from .net import Affine, Conditioning, Decoder, Features, LiteEncoder, VGGEncoder
+from .net import Affine, Decoder, Features, LiteEncoder, VGGEncoder
 from .tiles import PAD, Slices, auto_tile, features_at, pad_image, picture, tiles
 from .vgg import VGG19, weights_id
 
@@ -82,10 +81,6 @@ class StyleNet(nn.Module):
         return self.decoder.head.weight.shape[0] if self.decoder.head else 0
 
     @property
-    def film(self) -> bool:
-        return self.decoder.film is not None
-
-    @property
     def int8_parts(self) -> tuple[str, ...]:
         """What runs in int8 when the engine's int8 is on (the blocks only with their scales)."""
         return ("encoder",) * (self.kind == "vgg") + ("blocks",) * bool(self.decoder.int8_scales)
@@ -93,12 +88,12 @@ class StyleNet(nn.Module):
     @property
     def architecture(self) -> dict:
         return {"encoder": self.kind, "transform": self.transform, "skips": self.skips,
-                "blocks": self.blocks, "experts": self.experts, "film": self.film}  # fmt: skip
+                "blocks": self.blocks, "experts": self.experts}  # fmt: skip
 
     @classmethod
     def build(cls, encoder: str = "lite", transform: str = "wct", seed: int = 0,
               vgg: VGG19 | None = None, skips: bool = False, blocks: int = 0,
-              experts: int = 0, film: bool = False) -> StyleNet:  # fmt: skip
+              experts: int = 0) -> StyleNet:  # fmt: skip
         """An untrained f_θ (training starts here; tests use it as a valid small model)."""
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, not {encoder!r}")
@@ -110,7 +105,7 @@ class StyleNet(nn.Module):
             raise ValueError(f"blocks must be in 0…{MAX_BLOCKS}, not {blocks}")
         if not 0 <= experts <= MAX_EXPERTS:
             raise ValueError(f"experts must be in 0…{MAX_EXPERTS}, not {experts}")
-        return cls(enc, Decoder(enc.channels, skips, blocks, experts, film), transform)
+        return cls(enc, Decoder(enc.channels, skips, blocks, experts), transform)
 
     def encode(self, x: torch.Tensor) -> tuple[Features, tuple[int, int]]:
         """E of the padded image, and the image's size (for :func:`picture` and the crop)."""
@@ -121,9 +116,9 @@ class StyleNet(nn.Module):
         return style_code(self._stats(style, tile), self.transform)
 
     def decode(self, f: Features, hw: tuple[int, int], affines: list[Affine] | None = None,
-               cond: Conditioning | None = None) -> torch.Tensor:  # fmt: skip
+               head: Affine | None = None) -> torch.Tensor:  # fmt: skip
         """D(f) (or D(T f + b)) cropped to the image: the padding and its border ring go."""
-        out = self.decoder(f, affines, cond)
+        out = self.decoder(f, affines, head)
         return out[..., PAD : PAD + hw[0], PAD : PAD + hw[1]]
 
     def encode_content(self, content: torch.Tensor) -> Encoded:
@@ -164,26 +159,26 @@ class StyleNet(nn.Module):
             raise ValueError(f"alpha must be in [0, 1], not {alpha}")
         weights = normalize_weights(style_weights, len(codes))
         tile = None if encoded else tile or auto_tile(content)
-        cond = self.decoder.condition(codes, weights, alpha)
+        head = self.decoder.head(codes, weights, alpha) if self.decoder.head else None
         if tile:
             maps = affine_maps(self._stats(content, tile), codes, weights, self.transform, alpha)
-            out = self._decode_tiles(content, maps, cond, tile, progress)
+            out = self._decode_tiles(content, maps, head, tile, progress)
         else:
             enc = encoded or self.encode_content(content)
             maps = affine_maps(enc.stats, codes, weights, self.transform, alpha)
-            out = self.decode(enc.features, enc.hw, maps, cond)
+            out = self.decode(enc.features, enc.hw, maps, head)
         if preserve_color:
             out = keep_colors(out.float(), content)
         return out if self.training else out.float().clamp(0, 1)
 
-    def _decode_tiles(self, content: torch.Tensor, maps: list[Affine], cond: Conditioning,
+    def _decode_tiles(self, content: torch.Tensor, maps: list[Affine], head: Affine | None,
                       tile: int,
                       progress: Callable[[int, int], None] | None) -> torch.Tensor:  # fmt: skip
         padded, _ = pad_image(content)
         out = torch.empty(content.shape, dtype=torch.float32, device=content.device)
         parts = list(tiles(padded, content.shape[-2:], tile))
         for i, (region, (rows, cols, at)) in enumerate(parts):
-            y = self.decoder(self.encoder(region), maps, cond)
+            y = self.decoder(self.encoder(region), maps, head)
             out[..., rows, cols] = y[..., at[0], at[1]].float()
             if progress:
                 progress(i + 1, len(parts))
@@ -221,8 +216,7 @@ class StyleNet(nn.Module):
             vgg = modelfile.matching_vgg(path, config, vgg)
         state, identity = modelfile.read_weights(path)
         model = cls.build(arch["encoder"], arch["transform"], vgg=vgg, skips=arch["skips"],
-                          blocks=arch["blocks"], experts=arch["experts"],
-                          film=arch["film"])  # fmt: skip
+                          blocks=arch["blocks"], experts=arch["experts"])  # fmt: skip
         try:
             model.load_state_dict(state, strict=False)
             missing = set(model.trained_state()) - set(state)

@@ -70,10 +70,10 @@ def architecture(path: Path, config: dict) -> dict:
     arch = config.get("architecture")
     if not isinstance(arch, dict) or set(arch) - set(ARCHITECTURE):
         raise ModelError(f"{path}: unknown architecture {arch!r}")
-    full = {"skips": False, "blocks": 0, "experts": 0, "film": False, **arch}
+    full = {"skips": False, "blocks": 0, "experts": 0, **arch}
     blocks, experts = full["blocks"], full["experts"]
     if full.get("encoder") not in ENCODERS or full.get("transform") not in TRANSFORMS \
-            or not isinstance(full["skips"], bool) or not isinstance(full["film"], bool) \
+            or not isinstance(full["skips"], bool) \
             or (full["skips"] and full["encoder"] != "vgg") \
             or type(blocks) is not int or not 0 <= blocks <= MAX_BLOCKS \
             or type(experts) is not int or not 0 <= experts <= MAX_EXPERTS:  # fmt: skip

@@ -7,13 +7,11 @@ VGGEncoder   VGG19→relu3_1 itself, frozen; with skips, relu2_1 and relu1_1 too
 Decoder      1/4 resolution → image, trained to invert E, then on the shared L; with skips it
              also adds a 1×1 convolution of each skip level's (AdaIN-mapped) features, with
              blocks it has residual blocks at 1/4 resolution (capacity where pixels are few),
-             with experts its first convolution is mixed per style (CondHead), and with film
-             its activations are scaled and shifted per style (StyleFiLM).
+             and with experts its first convolution is mixed per style (CondHead).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -34,7 +32,6 @@ LITE_WIDTHS = (16, 32, 64, 128)
 
 Affine = tuple[torch.Tensor, torch.Tensor]  # (T, b) of t = T f + b, from function.affine_map
 Features = list[torch.Tensor]  # E's output: its layer's features, then each skip level's
-Modulation = tuple[torch.Tensor, torch.Tensor]  # (γ, β), each (B, C): x ↦ γ x + β per channel
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1, relu: bool = True) -> list[nn.Module]:
@@ -128,48 +125,6 @@ class CondHead(nn.Module):
         return (a @ self.weight).view(-1, *self.shape), a @ self.bias
 
 
-class StyleFiLM(nn.Module):
-    """Per-channel scale and shift of the decoder's activations, predicted from the style's
-    statistics: the γ, β of conditional instance normalization, as Ghiasi et al. (2017) predict
-    them for arbitrary styles. The head (:class:`CondHead`) conditions one convolution; this
-    conditions every level down to the pixels, where the fine style layers' errors are made.
-    Its output layer starts at zero (γ = 1, β = 0): a decoder that gains it continues from
-    exactly its own output."""
-
-    HIDDEN = 256
-
-    def __init__(self, code_channels: int, widths: tuple[int, ...]) -> None:
-        super().__init__()
-        self.widths = widths
-        self.net = nn.Sequential(nn.Linear(2 * code_channels, self.HIDDEN), nn.ReLU(),
-                                 nn.Linear(self.HIDDEN, 2 * sum(widths)))  # fmt: skip
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, codes: list[StyleCode], weights: list[float], alpha: float = 1.0
-                ) -> list[Modulation]:  # fmt: skip
-        """(γ, β) per modulated layer; styles mix as Σ wᵢ (γᵢ − 1, βᵢ), ``alpha`` scales
-        towards none."""
-        v = alpha * sum(w * self.net(style_vector(c)) for w, c in zip(weights, codes, strict=True))
-        parts = v.float().split(self.widths * 2, dim=1)
-        n = len(self.widths)
-        return [(1 + g, b) for g, b in zip(parts[:n], parts[n:], strict=True)]
-
-
-@dataclass
-class Conditioning:
-    """What the decoder reads of the style besides the mapped features: the head's kernel and
-    bias (``experts``), the modulations (``film``); None where the model has none."""
-
-    head: Affine | None = None
-    film: list[Modulation] | None = None
-
-
-def _modulate(x: torch.Tensor, m: Modulation) -> torch.Tensor:
-    gamma, beta = (t.to(x.dtype)[:, :, None, None] for t in m)  # fp32 would promote x
-    return torch.addcmul(beta, x, gamma)
-
-
 class Decoder(nn.Module):
     """1/4 resolution → image: nearest upsampling (no checkerboards), most work at 1/4 and 1/2.
 
@@ -178,15 +133,14 @@ class Decoder(nn.Module):
     continues from exactly its own output. ``blocks`` residual blocks follow the first
     convolution, at 1/4 resolution (each costs ≈ 15–20 ms at 512² in bf16 here), in int8 within
     :func:`quant.enabled` when the model has scales for them (``int8_scales``, from its file).
-    With ``experts``, a :class:`CondHead` adds to the first convolution per style; with
-    ``film``, a :class:`StyleFiLM` modulates the output of each ReLU and of the blocks.
+    With ``experts``, a :class:`CondHead` adds to the first convolution per style.
     """
 
     SKIP_CHANNELS = (128, 64)
     SKIP_AT = (3, 8)  # indices into ``net`` where each skip is added (right after an upsampling)
 
-    def __init__(self, c_in: int, skips: bool = False, blocks: int = 0, experts: int = 0,
-                 film: bool = False) -> None:  # fmt: skip
+    def __init__(self, c_in: int, skips: bool = False, blocks: int = 0, experts: int = 0
+                 ) -> None:  # fmt: skip
         super().__init__()
         up = lambda: nn.Upsample(scale_factor=2, mode="nearest")
         self.net = nn.Sequential(
@@ -202,47 +156,26 @@ class Decoder(nn.Module):
             nn.init.zeros_(conv.bias)
         code = c_in + sum(self.SKIP_CHANNELS) * skips
         self.head = CondHead(code, self.net[0], experts) if experts else None
-        relus = [self.net[i - 1].out_channels for i, m in enumerate(self.net) if _is_relu(m)]
-        self.film = StyleFiLM(code, (relus[0], *relus)) if film else None  # + after the blocks
         self.int8_scales: list[quant.BlockScales] | None = None
         self.int8: quant.Int8Blocks | None = None  # built on first use, from int8_scales
 
-    def condition(self, codes: list[StyleCode], weights: list[float], alpha: float = 1.0
-                  ) -> Conditioning:  # fmt: skip
-        """The per-style parts, once per stylization (then shared by every tile)."""
-        return Conditioning(self.head(codes, weights, alpha) if self.head else None,
-                            self.film(codes, weights, alpha) if self.film else None)  # fmt: skip
-
     def forward(self, feats: Features, affines: list[Affine] | None = None,
-                cond: Conditioning | None = None) -> torch.Tensor:  # fmt: skip
+                head: Affine | None = None) -> torch.Tensor:  # fmt: skip
         """D(f), or D(T f + b) with ``affines`` (one (T, b) per level) folded into the first
-        convolution of each level; ``cond`` from :meth:`condition`."""
-        cond = cond or Conditioning()
+        convolution of each level; ``head`` from :class:`CondHead`."""
         maps = affines or [None] * len(feats)
-        skips = dict(zip(self.SKIP_AT, zip(self.skips or (), feats[1:], maps[1:])))
-        mods = iter(cond.film or ())
-        x = _affine_conv(self.net[0], feats[0], maps[0], cond.head)
-        for i, layer in enumerate(self.net[1:], start=1):
-            if i in skips:
-                conv, f, a = skips[i]
-                x = x + _affine_conv(conv, f, a)
-            x = layer(x)
-            if cond.film and _is_relu(layer):
-                x = _modulate(x, next(mods))
-            if i == 1:
-                x = self._blocks(x)
-                x = _modulate(x, next(mods)) if cond.film else x
-        return x
+        first = _affine_conv(self.net[0], feats[0], maps[0], head)
+        x, start = self._blocks(self.net[1](first)), 2
+        for conv, stop, f, a in zip(self.skips or (), self.SKIP_AT, feats[1:], maps[1:]):
+            x = self.net[start:stop](x) + _affine_conv(conv, f, a)
+            start = stop
+        return self.net[start:](x)
 
     def _blocks(self, x: torch.Tensor) -> torch.Tensor:
         if self.int8_scales and quant.active() and x.device.type == "cpu":
             self.int8 = self.int8 or quant.Int8Blocks(self.blocks, self.int8_scales)
             return self.int8(x)
         return self.blocks(x)
-
-
-def _is_relu(m: nn.Module) -> bool:
-    return isinstance(m, nn.ReLU)
 
 
 def _affine_conv(conv: nn.Conv2d, f: torch.Tensor, affine: Affine | None,

@@ -89,8 +89,7 @@ def train(cfg: TrainConfig) -> Path:
 
     vgg = VGG19(max_layer=max(cfg.loss.deepest, ENCODER_LAYER, key=LAYERS.index))
     model = StyleNet.build(cfg.encoder, cfg.transform, cfg.seed, vgg=vgg, skips=cfg.skips,
-                           blocks=cfg.blocks, experts=cfg.experts,
-                           film=cfg.film)  # fmt: skip
+                           blocks=cfg.blocks, experts=cfg.experts)  # fmt: skip
     stages = {"recon": ReconStage(model, vgg), "style": StyleStage(model, Objective(cfg.loss, vgg))}
     for s in stages.values():
         engine.module(s)

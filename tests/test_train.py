@@ -174,30 +174,25 @@ def test_init_adds_blocks_that_start_as_the_identity_but_never_drops_them(tmp_pa
                    shared_vgg("relu3_1"))  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("part", "name"), [({"experts": 2}, "2 experts"), ({"film": True}, "film")]
-)
-def test_init_adds_per_style_parts_at_zero_that_learn_faster_and_are_never_dropped(
-    tmp_path, part, name
-):
-    """Experts or film added to a trained model leave its output as it was, train at
-    NEW_LR_SCALE times its lr, and are never dropped by a later --init."""
+def test_init_adds_experts_at_zero_that_learn_faster_and_are_never_dropped(tmp_path):
+    """Experts added to a trained model leave its output as it was, train at NEW_LR_SCALE times
+    its lr, and are never dropped by a later --init."""
     plain = tame_net(encoder="vgg", skips=True)
     plain.save(tmp_path / "plain.safetensors")
-    cfg = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "plain"), **part)
-    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, **part)
+    cfg = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "plain"), experts=2)
+    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, experts=2)
     start_from(model, cfg, shared_vgg("relu3_1"))
     c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(c, [s]), plain(c, [s]), atol=2e-3, rtol=0)
     groups = StyleStage(model, Objective(FAST_LOSS, shared_vgg("relu2_1"))).trainable(1e-5)
-    new = set((model.decoder.head or model.decoder.film).parameters())
+    new = set(model.decoder.head.parameters())
     assert [g["lr"] for g in groups] == [1e-5, 1e-5 * NEW_LR_SCALE]
     assert set(groups[1]["params"]) == new and not new & set(groups[0]["params"])
     model.save(tmp_path / "grown.safetensors")
     back = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "grown"))
     with pytest.raises(
-        ValueError, match=f"a vgg/wct/skips/{name} model, but this run trains vgg/wct/"
+        ValueError, match="a vgg/wct/skips/2 experts model, but this run trains vgg/wct/"
     ):
         start_from(StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True), back,
                    shared_vgg("relu3_1"))  # fmt: skip
