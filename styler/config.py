@@ -36,9 +36,10 @@ DEVICE_HELP = "cpu, cuda (cuda:N) or auto: cuda if available"
 PRECISIONS = ("auto", "int8", "bf16", "fp32")
 DEFAULT_PRECISION = PRECISIONS[0]
 # the settings that shape f_θ: the first two fixed, the others may grow (train --init)
-ARCHITECTURE = ("encoder", "transform", "skips", "blocks", "experts")
+ARCHITECTURE = ("encoder", "transform", "skips", "blocks", "experts", "linear")
 MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M parameters)
 MAX_EXPERTS = 32  # the first convolution's experts at most (each ≈ 0.3 M parameters)
+MAX_LINEAR = 64  # the learned correction of WCT's matrix: its rank at most
 TRAIN_PRECISIONS = ("auto", "bf16", "fp32")  # int8 is for stylizing with a trained f_θ
 TRAIN_PRECISION_HELP = "network precision; auto: bf16 where native and measured faster, else fp32"
 PRECISION_HELP = (
@@ -140,6 +141,14 @@ class TrainConfig:
             f"(CondConv; 0…{MAX_EXPERTS})"
         ),
     )
+    linear: int = field(
+        default=0,
+        **_help(
+            f"wct only: WCT's matrix corrected per pair by a learned one of this rank, predicted "
+            f"from both covariances (after Li et al. 2019's learned linear transform; 0…"
+            f"{MAX_LINEAR})"
+        ),
+    )
     recon_steps: int = field(
         default=800,
         **_help("stage 1: steps of reconstruction (+ distillation for the lite encoder)"),
@@ -176,6 +185,13 @@ class TrainConfig:
     cache_targets: bool = field(
         default=True, **_help("stage 2 on fixed crops whose targets are cached in the run folder")
     )
+    whole_styles: bool = field(
+        default=False,
+        **_help(
+            "stage 2 takes each style's statistics and code from the whole image at --resize, "
+            "as inference does, rather than from its crop"
+        ),
+    )
     eval_every: int = field(default=250, **_help("held-out L on a fixed small set every N steps"))
     eval_pairs: int = field(default=8, **_help("pairs in that fixed held-out set"))
     int8_pairs: int = field(
@@ -203,8 +219,14 @@ class TrainConfig:
             raise ValueError(f"blocks must be in 0…{MAX_BLOCKS}, not {self.blocks}")
         if not 0 <= self.experts <= MAX_EXPERTS:
             raise ValueError(f"experts must be in 0…{MAX_EXPERTS}, not {self.experts}")
+        if not 0 <= self.linear <= MAX_LINEAR:
+            raise ValueError(f"linear must be in 0…{MAX_LINEAR}, not {self.linear}")
+        if self.linear and self.transform != "wct":
+            raise ValueError("--linear corrects WCT's matrix: it needs --transform wct")
         if not 0 <= self.recon_steps <= self.steps:
             raise ValueError("need 0 ≤ recon_steps ≤ steps")
+        if self.whole_styles and not self.cache_targets:
+            raise ValueError("--whole-styles needs the cached targets (--cache-targets)")
         if self.average_from and self.average_from <= self.recon_steps:
             raise ValueError("average_from must be 0 (off) or a step of stage 2 (> recon_steps)")
         if min(self.batch, self.size, self.resize) < 1 or self.size > self.resize:
@@ -219,5 +241,6 @@ class TrainConfig:
     def public(self) -> dict:
         """The set-up stored in an exported model: no machine paths or bookkeeping."""
         keep = (*ARCHITECTURE, "recon_steps", "batch", "size", "resize", "lr", "style_lr",
-                "lr_decay", "average_from", "cache_targets", "precision", "seed")  # fmt: skip
+                "lr_decay", "average_from", "cache_targets", "whole_styles", "precision",
+                "seed")  # fmt: skip
         return {k: v for k, v in asdict(self).items() if k in keep}

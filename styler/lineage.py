@@ -14,7 +14,7 @@ from .vgg import VGG19
 
 def check_same_architecture(path: Path, old: dict, new: dict) -> None:
     """A run resumes only with the network it was trained with (else the weights do not fit)."""
-    old = {"experts": 0} | old  # runs from before experts
+    old = {"experts": 0, "linear": 0} | old  # runs from before experts or the correction
     differ = [f"--{k} {old.get(k)} (not {new[k]})" for k in ARCHITECTURE if old.get(k) != new[k]]
     if differ:
         raise ValueError(f"{path}: this run trains another network; resume it with "
@@ -24,12 +24,13 @@ def check_same_architecture(path: Path, old: dict, new: dict) -> None:
 def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, float]:
     """Load ``cfg.init``'s weights into ``model``; its steps and wall time, to continue them.
 
-    A model may start one with skips, more blocks or experts (they start at zero), not the
-    reverse."""
+    A model may start one with skips, more blocks or experts, or a linear correction (they
+    start at zero), not the reverse."""
     src = StyleNet.load(cfg.init, vgg=vgg)
     have, want = src.architecture, {k: getattr(cfg, k) for k in ARCHITECTURE}
     grown = ARCHITECTURE[2:]  # the parts a run may add
-    if any(have[k] != want[k] for k in ARCHITECTURE[:2]) or any(have[k] > want[k] for k in grown):
+    if any(have[k] != want[k] for k in ARCHITECTURE[:2]) or any(have[k] > want[k] for k in grown) \
+            or have["linear"] not in (0, want["linear"]):  # fmt: skip
         options = ", ".join("--" + k for k in ARCHITECTURE)
         raise ValueError(f"--init {cfg.init}: a {_name(have)} model, but this run trains "
                          f"{_name(want)} (set {options})")  # fmt: skip
@@ -50,6 +51,6 @@ def _grow_experts(state: dict[str, torch.Tensor], model: StyleNet) -> dict[str, 
 
 
 def _name(arch: dict) -> str:
-    """E.g. vgg/wct/skips/3 blocks/8 experts."""
-    counts = "".join(f"/{arch[k]} {k}" for k in ("blocks", "experts") if arch[k])
+    """E.g. vgg/wct/skips/3 blocks/8 experts/32 linear."""
+    counts = "".join(f"/{arch[k]} {k}" for k in ("blocks", "experts", "linear") if arch[k])
     return f"{arch['encoder']}/{arch['transform']}{'/skips' * arch['skips']}{counts}"

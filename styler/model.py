@@ -8,7 +8,8 @@
 
 With ``skips`` (vgg only) E also hands D its relu2_1 and relu1_1 features, each mapped by AdaIN
 to the style's moments there: the fine levels L's style term weighs, at no extra encoder cost.
-With ``experts`` D's first convolution is also mixed per style (``net.CondHead``).
+With ``experts`` D's first convolution is also mixed per style (``net.CondHead``); with
+``linear`` WCT's matrix is corrected per pair by a learned one (``net.LinearCorrection``).
 
 The image is reflection-padded by ``PAD`` pixels before E and cropped after D, so no convolution
 sees a zero border inside the picture (a frame line otherwise). A model is two files,
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from . import modelfile
-from .config import ENCODERS, MAX_BLOCKS, MAX_EXPERTS, TRANSFORMS
+from .config import ENCODERS, MAX_BLOCKS, MAX_EXPERTS, MAX_LINEAR, TRANSFORMS
 from .function import (
     FeatureStats,
     StyleCode,
@@ -81,6 +82,10 @@ class StyleNet(nn.Module):
         return self.decoder.head.weight.shape[0] if self.decoder.head else 0
 
     @property
+    def linear(self) -> int:
+        return self.decoder.linear.rank if self.decoder.linear else 0
+
+    @property
     def int8_parts(self) -> tuple[str, ...]:
         """What runs in int8 when the engine's int8 is on (the blocks only with their scales)."""
         return ("encoder",) * (self.kind == "vgg") + ("blocks",) * bool(self.decoder.int8_scales)
@@ -88,12 +93,13 @@ class StyleNet(nn.Module):
     @property
     def architecture(self) -> dict:
         return {"encoder": self.kind, "transform": self.transform, "skips": self.skips,
-                "blocks": self.blocks, "experts": self.experts}  # fmt: skip
+                "blocks": self.blocks, "experts": self.experts,
+                "linear": self.linear}  # fmt: skip
 
     @classmethod
     def build(cls, encoder: str = "lite", transform: str = "wct", seed: int = 0,
               vgg: VGG19 | None = None, skips: bool = False, blocks: int = 0,
-              experts: int = 0) -> StyleNet:  # fmt: skip
+              experts: int = 0, linear: int = 0) -> StyleNet:  # fmt: skip
         """An untrained f_θ (training starts here; tests use it as a valid small model)."""
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, not {encoder!r}")
@@ -105,7 +111,9 @@ class StyleNet(nn.Module):
             raise ValueError(f"blocks must be in 0…{MAX_BLOCKS}, not {blocks}")
         if not 0 <= experts <= MAX_EXPERTS:
             raise ValueError(f"experts must be in 0…{MAX_EXPERTS}, not {experts}")
-        return cls(enc, Decoder(enc.channels, skips, blocks, experts), transform)
+        if not 0 <= linear <= MAX_LINEAR or (linear and transform != "wct"):
+            raise ValueError(f"linear must be in 0…{MAX_LINEAR}, and 0 unless transform is wct")
+        return cls(enc, Decoder(enc.channels, skips, blocks, experts, linear), transform)
 
     def encode(self, x: torch.Tensor) -> tuple[Features, tuple[int, int]]:
         """E of the padded image, and the image's size (for :func:`picture` and the crop)."""
@@ -160,13 +168,15 @@ class StyleNet(nn.Module):
         weights = normalize_weights(style_weights, len(codes))
         tile = None if encoded else tile or auto_tile(content)
         head = self.decoder.head(codes, weights, alpha) if self.decoder.head else None
-        if tile:
-            maps = affine_maps(self._stats(content, tile), codes, weights, self.transform, alpha)
-            out = self._decode_tiles(content, maps, head, tile, progress)
-        else:
-            enc = encoded or self.encode_content(content)
-            maps = affine_maps(enc.stats, codes, weights, self.transform, alpha)
+        enc = None if tile else encoded or self.encode_content(content)
+        stats = enc.stats if enc else self._stats(content, tile)
+        if self.decoder.linear:
+            codes = [self.decoder.linear(stats[0], c) for c in codes]
+        maps = affine_maps(stats, codes, weights, self.transform, alpha)
+        if enc:
             out = self.decode(enc.features, enc.hw, maps, head)
+        else:
+            out = self._decode_tiles(content, maps, head, tile, progress)
         if preserve_color:
             out = keep_colors(out.float(), content)
         return out if self.training else out.float().clamp(0, 1)
@@ -216,7 +226,8 @@ class StyleNet(nn.Module):
             vgg = modelfile.matching_vgg(path, config, vgg)
         state, identity = modelfile.read_weights(path)
         model = cls.build(arch["encoder"], arch["transform"], vgg=vgg, skips=arch["skips"],
-                          blocks=arch["blocks"], experts=arch["experts"])  # fmt: skip
+                          blocks=arch["blocks"], experts=arch["experts"],
+                          linear=arch["linear"])  # fmt: skip
         try:
             model.load_state_dict(state, strict=False)
             missing = set(model.trained_state()) - set(state)

@@ -7,11 +7,13 @@ VGGEncoder   VGG19→relu3_1 itself, frozen; with skips, relu2_1 and relu1_1 too
 Decoder      1/4 resolution → image, trained to invert E, then on the shared L; with skips it
              also adds a 1×1 convolution of each skip level's (AdaIN-mapped) features, with
              blocks it has residual blocks at 1/4 resolution (capacity where pixels are few),
-             and with experts its first convolution is mixed per style (CondHead).
+             with experts its first convolution is mixed per style (CondHead), and with
+             linear WCT's matrix is corrected per pair (LinearCorrection).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 import torch
@@ -19,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import quant
-from .function import StyleCode, fold_affine, style_vector
+from .function import FeatureStats, StyleCode, exact, fold_affine, style_vector
 from .vgg import VGG19
 
 ENCODER_LAYER = (
@@ -125,6 +127,41 @@ class CondHead(nn.Module):
         return (a @ self.weight).view(-1, *self.shape), a @ self.bias
 
 
+class LinearCorrection(nn.Module):
+    """WCT's matrix corrected per pair, T = colour_s (I + U M V) whiten_c, where the r × r
+    matrix M is predicted from the content's and the style's covariances, compressed to r
+    channels (after Li et al., *Learning Linear Transformations for Fast Image and Video Style
+    Transfer*, 2019, who predict the whole transform from them). Trained on L, it may move the
+    features off the style's exact covariance where that makes D's output closer to it. U
+    starts at zero: a model that gains the correction continues from its own output. It is
+    folded into D's first convolution with T, so it costs nothing per pixel."""
+
+    HIDDEN = 512
+
+    def __init__(self, channels: int, rank: int) -> None:
+        super().__init__()
+        self.rank = rank
+        self.compress = nn.Parameter(torch.randn(rank, channels) / channels**0.5)
+        self.predict = nn.Sequential(nn.Linear(2 * rank * rank, self.HIDDEN), nn.ReLU(),
+                                     nn.Linear(self.HIDDEN, rank * rank))  # fmt: skip
+        self.down = nn.Parameter(torch.randn(rank, channels) / channels**0.5)
+        self.up = nn.Parameter(torch.zeros(channels, rank))
+
+    @exact
+    def forward(self, content: FeatureStats, code: StyleCode) -> StyleCode:
+        """``code`` with its colouring matrix (one per content image) times I + U M V."""
+        c, s = (self._squeeze(cov) for cov in (content.cov, code.colour @ code.colour))
+        c, s = torch.broadcast_tensors(c, s)
+        m = self.predict(torch.cat([c, s], dim=1)).view(-1, self.rank, self.rank)
+        return replace(code, colour=code.colour + code.colour @ (self.up @ m @ self.down))
+
+    def _squeeze(self, cov: torch.Tensor) -> torch.Tensor:
+        """(B, r²): P Σ Pᵀ over its mean diagonal (the scale is WCT's business)."""
+        small = self.compress @ cov @ self.compress.T
+        scale = small.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-12)
+        return (small / scale[:, None, None]).flatten(1)
+
+
 class Decoder(nn.Module):
     """1/4 resolution → image: nearest upsampling (no checkerboards), most work at 1/4 and 1/2.
 
@@ -133,14 +170,15 @@ class Decoder(nn.Module):
     continues from exactly its own output. ``blocks`` residual blocks follow the first
     convolution, at 1/4 resolution (each costs ≈ 15–20 ms at 512² in bf16 here), in int8 within
     :func:`quant.enabled` when the model has scales for them (``int8_scales``, from its file).
-    With ``experts``, a :class:`CondHead` adds to the first convolution per style.
+    With ``experts``, a :class:`CondHead` adds to the first convolution per style; with
+    ``linear``, a :class:`LinearCorrection` of that rank is kept here for the model to apply.
     """
 
     SKIP_CHANNELS = (128, 64)
     SKIP_AT = (3, 8)  # indices into ``net`` where each skip is added (right after an upsampling)
 
-    def __init__(self, c_in: int, skips: bool = False, blocks: int = 0, experts: int = 0
-                 ) -> None:  # fmt: skip
+    def __init__(self, c_in: int, skips: bool = False, blocks: int = 0, experts: int = 0,
+                 linear: int = 0) -> None:  # fmt: skip
         super().__init__()
         up = lambda: nn.Upsample(scale_factor=2, mode="nearest")
         self.net = nn.Sequential(
@@ -156,6 +194,7 @@ class Decoder(nn.Module):
             nn.init.zeros_(conv.bias)
         code = c_in + sum(self.SKIP_CHANNELS) * skips
         self.head = CondHead(code, self.net[0], experts) if experts else None
+        self.linear = LinearCorrection(c_in, linear) if linear else None
         self.int8_scales: list[quant.BlockScales] | None = None
         self.int8: quant.Int8Blocks | None = None  # built on first use, from int8_scales
 

@@ -17,7 +17,8 @@ from .targets import TargetCache
 from .tiles import interior
 from .vgg import VGG19
 
-NEW_LR_SCALE = 10.0  # the learning rate of experts (CondHead) over the decoder's, in stage 2
+NEW_LR_SCALE = 10.0  # the learning rate of experts (CondHead) and the linear correction
+NEW_PARTS = ("head.", "linear.")  # over the decoder's, in stage 2
 
 
 class ReconStage(nn.Module):
@@ -56,12 +57,12 @@ class StyleStage(nn.Module):
         self.cache: TargetCache | None = None
 
     def trainable(self, lr: float) -> list[dict]:
-        """Adam's parameter groups: the decoder at ``lr``, its experts (new beside a trained
-        decoder, when it gains them) ``NEW_LR_SCALE`` times faster."""
+        """Adam's parameter groups: the decoder at ``lr``, its experts and linear correction
+        (new beside a trained decoder, when it gains them) ``NEW_LR_SCALE`` times faster."""
         old: list[nn.Parameter] = []
         new: list[nn.Parameter] = []
         for name, p in self.model.decoder.named_parameters():
-            (new if name.startswith("head.") else old).append(p)
+            (new if name.startswith(NEW_PARTS) else old).append(p)
         groups = [{"params": old, "lr": lr}, {"params": new, "lr": lr * NEW_LR_SCALE}]
         return groups if new else groups[:1]
 

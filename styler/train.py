@@ -89,7 +89,7 @@ def train(cfg: TrainConfig) -> Path:
 
     vgg = VGG19(max_layer=max(cfg.loss.deepest, ENCODER_LAYER, key=LAYERS.index))
     model = StyleNet.build(cfg.encoder, cfg.transform, cfg.seed, vgg=vgg, skips=cfg.skips,
-                           blocks=cfg.blocks, experts=cfg.experts)  # fmt: skip
+                           blocks=cfg.blocks, experts=cfg.experts, linear=cfg.linear)  # fmt: skip
     stages = {"recon": ReconStage(model, vgg), "style": StyleStage(model, Objective(cfg.loss, vgg))}
     for s in stages.values():
         engine.module(s)
@@ -155,8 +155,12 @@ def train(cfg: TrainConfig) -> Path:
                 )
                 fixed = stage_name == "style" and cfg.cache_targets
                 if fixed:
+                    whole = (Path(cfg.style_dir), cfg.resize) if cfg.whole_styles else None
                     stages["style"].cache = TargetCache(
-                        out / f"targets-{cfg.size}-{cfg.resize}", stages["style"].objective, model
+                        out / f"targets-{cfg.size}-{cfg.resize}",
+                        stages["style"].objective,
+                        model,
+                        whole,
                     )
                 loader = pairs(fixed)
             content, style, *names = _next(loader)

@@ -61,22 +61,25 @@ def shared_vgg(max_layer: str = "relu4_1") -> VGG19:
     return VGG19(max_layer=max_layer)
 
 
-def tame_net(seed: int = 0, encoder: str = "lite", skips: bool = False, experts: int = 0
-             ) -> StyleNet:  # fmt: skip
+def tame_net(seed: int = 0, encoder: str = "lite", skips: bool = False, experts: int = 0,
+             linear: int = 0) -> StyleNet:  # fmt: skip
     """An untrained f_θ whose output sits mostly inside [0, 1] (≈ 0.5 ± 0.1), so little is clamped.
 
     A freshly initialised decoder outputs values around 0, which the model clamps; that would hide
     differences between styles and make colour checks meaningless. Skips (which start at zero)
-    and experts (zero at the start too) get random weights, so that their path shows.
+    experts and the linear correction (zero at the start too) get random weights, so that their
+    path shows.
     """
     vgg = shared_vgg("relu3_1") if encoder == "vgg" else None
-    net = StyleNet.build(encoder, seed=seed, vgg=vgg, skips=skips, experts=experts)
+    net = StyleNet.build(encoder, seed=seed, vgg=vgg, skips=skips, experts=experts, linear=linear)
     last = net.decoder.net[-1]
     with torch.no_grad():
         for conv in net.decoder.skips or ():
             conv.weight.normal_(0, 0.3)
         if net.decoder.head:
             net.decoder.head.weight.normal_(0, 0.01)
+        if net.decoder.linear:
+            net.decoder.linear.up.normal_(0, 0.1)
         spread = net.decode(*net.encode(pattern_tensor(32, 32, 7))).std()
         last.weight.mul_(0.1 / spread)
         last.bias.fill_(0.5)

@@ -136,7 +136,7 @@ def test_save_writes_fp16_weights_and_a_config_that_names_the_architecture(net, 
     config = json.loads(saved.with_suffix(".json").read_text())
     assert config["format"] == FORMAT and config["format_version"] == FORMAT_VERSION
     assert config["architecture"] == {"encoder": net.kind, "transform": "wct", "skips": net.skips,
-                                      "blocks": 0, "experts": 0}  # fmt: skip
+                                      "blocks": 0, "experts": 0, "linear": 0}  # fmt: skip
     assert config["note"] == "test"
     tensors = load_file(str(saved))
     assert any(k.startswith("decoder.skips.") for k in tensors) == net.skips
@@ -297,6 +297,29 @@ def test_experts_keep_through_the_file_mix_styles_and_follow_alpha(tmp_path):
     assert (out - plain(c, [s1])).abs().max() > 1e-2
     torch.testing.assert_close(back(c, [s1, s2], style_weights=[1, 0]), out)
     torch.testing.assert_close(back(c, [s1], alpha=0.0), plain(c, [s1], alpha=0.0))
+
+
+@torch.no_grad()
+def test_the_linear_correction_keeps_through_the_file_and_is_per_pair(tmp_path):
+    """The learned correction of WCT's matrix is read back with the architecture; unlike the
+    experts it depends on the content too (the same style moves two contents' maps by different
+    matrices); alpha 0 undoes it, and at zero (its start) it is plain WCT."""
+    model = tame_net(encoder="vgg", skips=True, linear=4)
+    model.save(tmp_path / "lin.safetensors")
+    back = StyleNet.load(tmp_path / "lin", vgg=shared_vgg("relu3_1"))
+    assert back.linear == back.architecture["linear"] == 4
+    c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
+    torch.testing.assert_close(back(c, [s]), model(c, [s]), atol=2e-3, rtol=0)
+    code = back.style_code(s)
+    moved = [back.decoder.linear(back.encode_content(x).stats[0], code).colour - code.colour
+             for x in (c, pattern_tensor(40, 32, 5))]  # fmt: skip
+    assert moved[0].abs().max() > 1e-3 and (moved[0] - moved[1]).abs().max() > 1e-4
+    plain = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True).eval()
+    plain.load_state_dict(back.trained_state(), strict=False)
+    assert (back(c, [s]) - plain(c, [s])).abs().max() > 1e-2
+    torch.testing.assert_close(back(c, [s], alpha=0.0), plain(c, [s], alpha=0.0))
+    back.decoder.linear.up.zero_()
+    torch.testing.assert_close(back(c, [s]), plain(c, [s]))
 
 
 def test_int8_scales_come_with_the_shipped_model_and_never_outlive_its_weights(tmp_path):

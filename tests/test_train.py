@@ -214,6 +214,26 @@ def test_init_grows_experts_keeping_the_old_ones_and_the_output(tmp_path):
         torch.testing.assert_close(model.eval()(c, [s]), small(c, [s]), atol=2e-3, rtol=0)
 
 
+def test_init_adds_a_linear_correction_at_zero_that_learns_faster(tmp_path):
+    """A model that gains the linear correction keeps its output and trains the correction at
+    NEW_LR_SCALE times its lr; it cannot change the rank of one it has."""
+    plain = tame_net(encoder="vgg", skips=True)
+    plain.save(tmp_path / "plain.safetensors")
+    cfg = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "plain"), linear=4)
+    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, linear=4)
+    start_from(model, cfg, shared_vgg("relu3_1"))
+    c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(c, [s]), plain(c, [s]), atol=2e-3, rtol=0)
+    groups = StyleStage(model, Objective(FAST_LOSS, shared_vgg("relu2_1"))).trainable(1e-5)
+    assert set(groups[1]["params"]) == set(model.decoder.linear.parameters())
+    model.save(tmp_path / "lin.safetensors")
+    other = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "lin"), linear=8)
+    with pytest.raises(ValueError, match="a vgg/wct/skips/4 linear model, but this run trains "):
+        start_from(StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, linear=8), other,
+                   shared_vgg("relu3_1"))  # fmt: skip
+
+
 def test_a_finished_run_calibrates_its_int8_blocks_and_an_unfinished_one_does_not(tmp_path):
     """The exported model carries its blocks' scales once training is done, so it runs them in
     int8 as the shipped model does; a later export (training on) drops them again."""
