@@ -24,7 +24,7 @@ from .vgg import VGG19, WEIGHTS, weights_id
 FORMAT = "styler-wct"
 FORMAT_VERSION = 2
 PACKAGED = resources.files("styler") / "weights"  # shipped models, loadable by name
-DEFAULT_WEIGHTS = PACKAGED / "styler-experts.safetensors"
+DEFAULT_WEIGHTS = PACKAGED / "styler-linear.safetensors"
 
 
 class ModelError(ValueError):

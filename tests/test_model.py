@@ -257,9 +257,10 @@ def test_a_shipped_model_loads_by_name_from_any_folder(tmp_path, monkeypatch):
     assert not StyleNet.load("styler-vgg31").skips
     assert StyleNet.load("styler-skips").skips and not StyleNet.load("styler-skips").blocks
     assert StyleNet.load("styler-blocks").architecture["experts"] == 0
-    default = StyleNet.load()  # styler-experts
+    assert StyleNet.load("styler-experts").architecture["linear"] == 0
+    default = StyleNet.load()  # styler-linear
     assert (default.kind, default.skips, default.blocks) == ("vgg", True, 3)
-    assert default.architecture["experts"] == 8
+    assert (default.architecture["experts"], default.architecture["linear"]) == (8, 32)
     with pytest.raises(ModelError, match="not found"):
         StyleNet.load("styler-nonexistent")
 
