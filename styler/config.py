@@ -185,13 +185,6 @@ class TrainConfig:
     cache_targets: bool = field(
         default=True, **_help("stage 2 on fixed crops whose targets are cached in the run folder")
     )
-    whole_styles: bool = field(
-        default=False,
-        **_help(
-            "stage 2 takes each style's statistics and code from the whole image at --resize, "
-            "as inference does, rather than from its crop"
-        ),
-    )
     eval_every: int = field(default=250, **_help("held-out L on a fixed small set every N steps"))
     eval_pairs: int = field(default=8, **_help("pairs in that fixed held-out set"))
     int8_pairs: int = field(
@@ -225,8 +218,6 @@ class TrainConfig:
             raise ValueError("--linear corrects WCT's matrix: it needs --transform wct")
         if not 0 <= self.recon_steps <= self.steps:
             raise ValueError("need 0 ≤ recon_steps ≤ steps")
-        if self.whole_styles and not self.cache_targets:
-            raise ValueError("--whole-styles needs the cached targets (--cache-targets)")
         if self.average_from and self.average_from <= self.recon_steps:
             raise ValueError("average_from must be 0 (off) or a step of stage 2 (> recon_steps)")
         if min(self.batch, self.size, self.resize) < 1 or self.size > self.resize:
@@ -241,6 +232,5 @@ class TrainConfig:
     def public(self) -> dict:
         """The set-up stored in an exported model: no machine paths or bookkeeping."""
         keep = (*ARCHITECTURE, "recon_steps", "batch", "size", "resize", "lr", "style_lr",
-                "lr_decay", "average_from", "cache_targets", "whole_styles", "precision",
-                "seed")  # fmt: skip
+                "lr_decay", "average_from", "cache_targets", "precision", "seed")  # fmt: skip
         return {k: v for k, v in asdict(self).items() if k in keep}

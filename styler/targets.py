@@ -3,9 +3,7 @@
 Each content crop's features at L's content layer, and each style crop's statistics at L's
 style layers plus f_θ's code of it (the encoder is frozen in stage 2), are what two of the
 step's five VGG-sized passes compute; with fixed crops they are the same every epoch, so they
-are read back instead (≈ 40 % of a step). With ``whole_styles`` a style's statistics and code
-are those of the whole image (resized as the crops' images are), as at inference, where f_θ and
-L see the whole style: the crop is then only the cache's key.
+are read back instead (≈ 40 % of a step).
 """
 
 from __future__ import annotations
@@ -15,22 +13,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
-from .data import resize_shorter
 from .files import atomic_write
 from .function import StyleCode
-from .images import load, to_tensor
 from .losses import Objective, StyleStats
 from .model import StyleNet
 
 
 class TargetCache:
-    def __init__(self, root: Path, objective: Objective, model: StyleNet,
-                 whole_styles: tuple[Path, int] | None = None) -> None:  # fmt: skip
-        """``whole_styles``: (the style folder, the shorter side its images are resized to)."""
+    def __init__(self, root: Path, objective: Objective, model: StyleNet) -> None:
         self.root, self.objective, self.model = root, objective, model
-        self.whole_styles = whole_styles
-        self.style_kind = "style-whole" if whole_styles else "style"
-        for kind in ("content", self.style_kind):
+        for kind in ("content", "style"):
             (root / kind).mkdir(parents=True, exist_ok=True)
 
     def _get(self, kind: str, names: list[str], images: torch.Tensor, compute
@@ -40,14 +32,7 @@ class TargetCache:
         missing = [i for i, p in enumerate(paths) if not p.exists()]
         if missing:
             with torch.no_grad():
-                if self.whole_styles and kind == self.style_kind:  # one by one: sizes differ
-                    folder, side = self.whole_styles
-                    whole = [resize_shorter(to_tensor(load(folder / names[i]))[0], side)
-                             for i in missing]  # fmt: skip
-                    parts = [compute(x[None].to(images)) for x in whole]
-                    fresh = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-                else:
-                    fresh = compute(images[missing])
+                fresh = compute(images[missing])
             for j, i in enumerate(missing):
                 tensors = {k: (v[j].half() if k == "f" else v[j].float()).contiguous().cpu()
                            for k, v in fresh.items()}  # fmt: skip
@@ -72,7 +57,7 @@ class TargetCache:
                 out |= {f"{k}.mean": st.mean, f"{k}.std": st.std, f"{k}.gram": st.gram}
             return out
 
-        rows = self._get(self.style_kind, names, images, compute)
+        rows = self._get("style", names, images, compute)
         stacked = {k: torch.stack([r[k] for r in rows]).to(images.device) for k in rows[0]}
         stats = {k: StyleStats(*(stacked[f"{k}.{v}"] for v in ("mean", "std", "gram")))
                  for k in layers}  # fmt: skip

@@ -155,12 +155,8 @@ def train(cfg: TrainConfig) -> Path:
                 )
                 fixed = stage_name == "style" and cfg.cache_targets
                 if fixed:
-                    whole = (Path(cfg.style_dir), cfg.resize) if cfg.whole_styles else None
                     stages["style"].cache = TargetCache(
-                        out / f"targets-{cfg.size}-{cfg.resize}",
-                        stages["style"].objective,
-                        model,
-                        whole,
+                        out / f"targets-{cfg.size}-{cfg.resize}", stages["style"].objective, model
                     )
                 loader = pairs(fixed)
             content, style, *names = _next(loader)

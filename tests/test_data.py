@@ -8,8 +8,7 @@ import pytest
 import torch
 from core_helpers import FAST_LOSS, image_folder, pattern_tensor, shared_vgg, tame_net
 
-from styler.data import PairStream, list_images, resize_shorter
-from styler.images import load, to_tensor
+from styler.data import PairStream, list_images
 from styler.losses import Objective
 from styler.model import StyleNet
 from styler.stages import style_loss
@@ -81,25 +80,3 @@ def test_cached_targets_give_the_same_loss_and_are_read_back(tmp_path, skips):
     assert calls == [1]  # only the output is scored: no VGG pass for the targets
     torch.testing.assert_close(first, plain, rtol=1e-3, atol=0)
     torch.testing.assert_close(again, first)
-
-
-@torch.no_grad()
-def test_whole_styles_cache_the_statistics_of_the_whole_image_not_of_its_crop(tmp_path):
-    """With ``whole_styles`` the crop is only the key: the cached targets and code are those of
-    the whole style image at the run's resize, as inference computes them."""
-    model = tame_net(encoder="vgg", skips=True)
-    objective = Objective(FAST_LOSS, shared_vgg("relu4_1"))
-    folder = image_folder(tmp_path / "style", ["s.png"])  # 40 × 48
-    whole = resize_shorter(to_tensor(load(folder / "s.png"))[0], 36)[None]
-    crop = whole[..., :24, :24]
-    cache = TargetCache(tmp_path / "targets", objective, model, (folder, 36))
-    stats, code = cache.style(["s.png"], crop)
-    layer = FAST_LOSS.style_layers[0]
-    expect = objective.style_targets(objective.vgg(whole, FAST_LOSS.style_layers))[layer]
-    of_crop = objective.style_targets(objective.vgg(crop, FAST_LOSS.style_layers))[layer]
-    torch.testing.assert_close(stats[layer].mean, expect.mean, rtol=1e-3, atol=1e-3)
-    assert (stats[layer].mean - of_crop.mean).abs().max() > 1e-2
-    torch.testing.assert_close(code.colour, model.style_code(whole).colour, rtol=1e-3, atol=1e-4)
-    assert [p.name for p in (tmp_path / "targets" / "style-whole").iterdir()] == [
-        "s.png.safetensors"
-    ]

@@ -174,17 +174,23 @@ def test_init_adds_blocks_that_start_as_the_identity_but_never_drops_them(tmp_pa
                    shared_vgg("relu3_1"))  # fmt: skip
 
 
-def test_init_adds_experts_at_zero_that_learn_faster_and_are_never_dropped(tmp_path):
-    """Experts added to a trained model leave its output as it was, train at NEW_LR_SCALE times
-    its lr, and are never dropped by a later --init."""
-    plain = tame_net(encoder="vgg", skips=True)
-    plain.save(tmp_path / "plain.safetensors")
-    cfg = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "plain"), experts=2)
-    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, experts=2)
+def _grown(tmp_path: Path, old: StyleNet, **grow) -> StyleNet:
+    """A vgg model with skips and the parts ``grow`` names, started (``--init``) from ``old``;
+    it must give ``old``'s output."""
+    old.save(tmp_path / "old.safetensors")
+    cfg = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "old"), **grow)
+    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, **grow)
     start_from(model, cfg, shared_vgg("relu3_1"))
     c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
     with torch.no_grad():
-        torch.testing.assert_close(model.eval()(c, [s]), plain(c, [s]), atol=2e-3, rtol=0)
+        torch.testing.assert_close(model.eval()(c, [s]), old(c, [s]), atol=2e-3, rtol=0)
+    return model
+
+
+def test_init_adds_experts_at_zero_that_learn_faster_and_are_never_dropped(tmp_path):
+    """Experts added to a trained model leave its output as it was, train at NEW_LR_SCALE times
+    its lr, and are never dropped by a later --init."""
+    model = _grown(tmp_path, tame_net(encoder="vgg", skips=True), experts=2)
     groups = StyleStage(model, Objective(FAST_LOSS, shared_vgg("relu2_1"))).trainable(1e-5)
     new = set(model.decoder.head.parameters())
     assert [g["lr"] for g in groups] == [1e-5, 1e-5 * NEW_LR_SCALE]
@@ -202,29 +208,15 @@ def test_init_grows_experts_keeping_the_old_ones_and_the_output(tmp_path):
     """A model with 2 experts starts one with 3: the 2 come first, unchanged, so the output is
     the same; the third starts at zero, with a routing row that is not (else it never learns)."""
     small = tame_net(encoder="vgg", skips=True, experts=2)
-    small.save(tmp_path / "two.safetensors")
-    cfg = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "two"), experts=3)
-    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, experts=3)
-    start_from(model, cfg, shared_vgg("relu3_1"))
-    head, old = model.decoder.head, small.decoder.head
+    head, old = _grown(tmp_path, small, experts=3).decoder.head, small.decoder.head
     torch.testing.assert_close(head.weight[:2], old.weight, atol=1e-3, rtol=0)  # fp16 file
     assert not head.weight[2].any() and head.route[2].weight[2].abs().sum() > 0
-    c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
-    with torch.no_grad():
-        torch.testing.assert_close(model.eval()(c, [s]), small(c, [s]), atol=2e-3, rtol=0)
 
 
 def test_init_adds_a_linear_correction_at_zero_that_learns_faster(tmp_path):
     """A model that gains the linear correction keeps its output and trains the correction at
     NEW_LR_SCALE times its lr; it cannot change the rank of one it has."""
-    plain = tame_net(encoder="vgg", skips=True)
-    plain.save(tmp_path / "plain.safetensors")
-    cfg = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "plain"), linear=4)
-    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, linear=4)
-    start_from(model, cfg, shared_vgg("relu3_1"))
-    c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
-    with torch.no_grad():
-        torch.testing.assert_close(model.eval()(c, [s]), plain(c, [s]), atol=2e-3, rtol=0)
+    model = _grown(tmp_path, tame_net(encoder="vgg", skips=True), linear=4)
     groups = StyleStage(model, Objective(FAST_LOSS, shared_vgg("relu2_1"))).trainable(1e-5)
     assert set(groups[1]["params"]) == set(model.decoder.linear.parameters())
     model.save(tmp_path / "lin.safetensors")
