@@ -103,8 +103,10 @@ def train(cfg: TrainConfig) -> Path:
         step, elapsed = ck["step"], ck["elapsed_s"]
         if cfg.average_from and "average" in ck:
             average.load_state_dict(ck["average"])
-        changed = {k: (v, settings["training"][k]) for k, v in ck["settings"]["training"].items()
-                   if settings["training"].get(k) != v}  # fmt: skip
+        # a setting this version no longer has (a removed option) shows as (old, None)
+        now = settings["training"]
+        changed = {k: (v, now.get(k)) for k, v in ck["settings"]["training"].items()
+                   if now.get(k) != v}  # fmt: skip
         if rank == 0:
             note = f"; changed settings (old, new): {changed}" if changed else ""
             print(f"resuming {ckpt_path} at step {step}{note}")

@@ -123,6 +123,19 @@ def test_resume_with_changed_settings_says_so_and_uses_them(tmp_path, capsys):
     assert lrs[2:] == pytest.approx([1e-3, 2e-4])  # not the checkpoint's lr
 
 
+def test_a_checkpoint_with_a_setting_since_removed_still_resumes(tmp_path, capsys):
+    """A run checkpointed by a version with an option this one no longer has goes on."""
+    train(run_config(tmp_path, steps=3))
+    path = tmp_path / "run" / "checkpoint.pt"
+    ck = torch.load(path)
+    ck["settings"]["training"]["gone_option"] = True
+    torch.save(ck, path)
+    capsys.readouterr()
+    train(run_config(tmp_path, steps=4))
+    assert "'gone_option': (True, None)" in capsys.readouterr().out
+    assert read_rows(tmp_path / "run" / "log.csv")[-1]["step"] == "4"
+
+
 def test_init_continues_an_exported_model_in_a_new_run_folder(tmp_path, capsys):
     first = train(run_config(tmp_path, steps=3))
     before = StyleNet.load(first).trained_state()
