@@ -40,6 +40,7 @@ ARCHITECTURE = ("encoder", "transform", "skips", "blocks", "experts", "linear")
 MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M parameters)
 MAX_EXPERTS = 32  # the first convolution's experts at most (each ≈ 0.3 M parameters)
 MAX_LINEAR = 64  # the learned correction of WCT's matrix: its rank at most
+_COUNTS = {"blocks": MAX_BLOCKS, "experts": MAX_EXPERTS, "linear": MAX_LINEAR}
 TRAIN_PRECISIONS = ("auto", "bf16", "fp32")  # int8 is for stylizing with a trained f_θ
 TRAIN_PRECISION_HELP = "network precision; auto: bf16 where native and measured faster, else fp32"
 PRECISION_HELP = (
@@ -53,6 +54,26 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 FORMATS_TEXT = "png, jpg (or jpeg) or webp"
 DEFAULT_FORMAT = "png"  # output type when none is asked for (PNG keeps transparency)
+
+
+def architecture_problem(arch: dict) -> str | None:
+    """What is wrong with an architecture (the ``ARCHITECTURE`` settings), or None: the one
+    check behind ``train``'s options, ``StyleNet.build`` and a model file's config."""
+    encoder, transform, skips = (arch.get(k) for k in ("encoder", "transform", "skips"))
+    if encoder not in ENCODERS:
+        return f"encoder must be one of {ENCODERS}, not {encoder!r}"
+    if transform not in TRANSFORMS:
+        return f"transform must be one of {TRANSFORMS}, not {transform!r}"
+    if not isinstance(skips, bool):
+        return f"skips must be true or false, not {skips!r}"
+    if skips and encoder != "vgg":
+        return "skips need the vgg encoder (its relu2_1 and relu1_1 features)"
+    for k, top in _COUNTS.items():
+        if type(arch.get(k)) is not int or not 0 <= arch[k] <= top:
+            return f"{k} must be in 0…{top}, not {arch.get(k)!r}"
+    if arch["linear"] and transform != "wct":
+        return "linear corrects WCT's matrix: it needs the wct transform"
+    return None
 
 
 def _help(text: str, choices: tuple[str, ...] | None = None, **kw) -> dict:
@@ -200,22 +221,10 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, not {self.encoder!r}")
-        if self.transform not in TRANSFORMS:
-            raise ValueError(f"transform must be one of {TRANSFORMS}, not {self.transform!r}")
-        if self.skips and self.encoder != "vgg":
-            raise ValueError("--skips needs --encoder vgg")
+        if problem := architecture_problem({k: getattr(self, k) for k in ARCHITECTURE}):
+            raise ValueError(problem)
         if self.precision not in TRAIN_PRECISIONS:
             raise ValueError(f"precision must be one of {TRAIN_PRECISIONS}, not {self.precision!r}")
-        if not 0 <= self.blocks <= MAX_BLOCKS:
-            raise ValueError(f"blocks must be in 0…{MAX_BLOCKS}, not {self.blocks}")
-        if not 0 <= self.experts <= MAX_EXPERTS:
-            raise ValueError(f"experts must be in 0…{MAX_EXPERTS}, not {self.experts}")
-        if not 0 <= self.linear <= MAX_LINEAR:
-            raise ValueError(f"linear must be in 0…{MAX_LINEAR}, not {self.linear}")
-        if self.linear and self.transform != "wct":
-            raise ValueError("--linear corrects WCT's matrix: it needs --transform wct")
         if not 0 <= self.recon_steps <= self.steps:
             raise ValueError("need 0 ≤ recon_steps ≤ steps")
         if self.average_from and self.average_from <= self.recon_steps:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import modelfile
-from .config import ENCODERS, MAX_BLOCKS, MAX_EXPERTS, MAX_LINEAR, TRANSFORMS
+from .config import TRANSFORMS, architecture_problem
 from .function import (
     FeatureStats,
     StyleCode,
@@ -101,18 +101,12 @@ class StyleNet(nn.Module):
               vgg: VGG19 | None = None, skips: bool = False, blocks: int = 0,
               experts: int = 0, linear: int = 0) -> StyleNet:  # fmt: skip
         """An untrained f_θ (training starts here; tests use it as a valid small model)."""
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, not {encoder!r}")
-        if skips and encoder != "vgg":
-            raise ValueError("skips need the vgg encoder (its relu2_1 and relu1_1 features)")
+        arch = {"encoder": encoder, "transform": transform, "skips": skips, "blocks": blocks,
+                "experts": experts, "linear": linear}  # fmt: skip
+        if problem := architecture_problem(arch):
+            raise ValueError(problem)
         torch.manual_seed(seed)
         enc = VGGEncoder(vgg, skips) if encoder == "vgg" else LiteEncoder()
-        if not 0 <= blocks <= MAX_BLOCKS:
-            raise ValueError(f"blocks must be in 0…{MAX_BLOCKS}, not {blocks}")
-        if not 0 <= experts <= MAX_EXPERTS:
-            raise ValueError(f"experts must be in 0…{MAX_EXPERTS}, not {experts}")
-        if not 0 <= linear <= MAX_LINEAR or (linear and transform != "wct"):
-            raise ValueError(f"linear must be in 0…{MAX_LINEAR}, and 0 unless transform is wct")
         return cls(enc, Decoder(enc.channels, skips, blocks, experts, linear), transform)
 
     def encode(self, x: torch.Tensor) -> tuple[Features, tuple[int, int]]:

@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from . import quant
-from .config import ARCHITECTURE, ENCODERS, MAX_BLOCKS, MAX_EXPERTS, MAX_LINEAR, TRANSFORMS
+from .config import ARCHITECTURE, architecture_problem
 from .files import atomic_write
 from .net import ENCODER_LAYER
 from .vgg import VGG19, WEIGHTS, weights_id
@@ -71,13 +71,8 @@ def architecture(path: Path, config: dict) -> dict:
     if not isinstance(arch, dict) or set(arch) - set(ARCHITECTURE):
         raise ModelError(f"{path}: unknown architecture {arch!r}")
     full = {"skips": False, "blocks": 0, "experts": 0, "linear": 0, **arch}
-    limits = {"blocks": MAX_BLOCKS, "experts": MAX_EXPERTS, "linear": MAX_LINEAR}
-    counts_ok = all(type(full[k]) is int and 0 <= full[k] <= top for k, top in limits.items())
-    if full.get("encoder") not in ENCODERS or full.get("transform") not in TRANSFORMS \
-            or not isinstance(full["skips"], bool) or not counts_ok \
-            or (full["skips"] and full["encoder"] != "vgg") \
-            or (full["linear"] and full["transform"] != "wct"):  # fmt: skip
-        raise ModelError(f"{path}: unknown architecture {arch!r}")
+    if problem := architecture_problem(full):
+        raise ModelError(f"{path}: unknown architecture {arch!r} ({problem})")
     return full
 
 
