@@ -17,8 +17,8 @@ from .targets import TargetCache
 from .tiles import interior
 from .vgg import VGG19
 
-NEW_LR_SCALE = 10.0  # the learning rate of experts (CondHead) and the linear correction
-NEW_PARTS = ("head.", "linear.")  # over the decoder's, in stage 2
+NEW_PARTS = ("head.", "linear.")  # parts a trained decoder may gain: experts, linear correction
+NEW_LR_SCALE = 10.0  # their learning rate over the rest of the decoder's, in stage 2
 
 
 class ReconStage(nn.Module):
