@@ -28,7 +28,6 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import fields
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,7 +44,7 @@ from .http import ApiError, bad_parameter, busy
 from .images import MEDIA_TYPES
 from .jobs import FINISHED, Job
 from .model import StyleNet
-from .params import FastRequest, JobSpec, SolveRequest
+from .params import REFINE_ITERS, FastRequest, JobSpec, SolveRequest
 from .service import Service
 from .settings import Settings
 from .workers import QueueFull
@@ -108,14 +107,12 @@ def info(svc: Svc) -> dict[str, Any]:
         "formats": list(FORMATS),
         "default_format": DEFAULT_FORMAT,
         "solver": {
-            "optimizers": list(_field_choices("optimizer")), "inits": list(_field_choices("init")),
+            "optimizers": list(about(SolveRequest, "optimizer", "choices")),
+            "inits": list(about(SolveRequest, "init", "choices")),
             "default_iters": min(_SOLVE.iters, svc.settings.max_iters),
+            "refine_iters": min(REFINE_ITERS, svc.settings.max_iters),
         },
     }  # fmt: skip
-
-
-def _field_choices(name: str) -> tuple[str, ...]:
-    return next(f for f in fields(SolveRequest) if f.name == name).metadata["choices"]
 
 
 @router.post("/v1/stylize", tags=["stylize"], dependencies=[Depends(multipart)],

@@ -148,7 +148,10 @@ def resolve_device(device: str = DEFAULT_DEVICE) -> torch.device:
         raise ValueError("device cuda asked for, but PyTorch sees no CUDA device")
     if device.split(":")[0] not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except RuntimeError:  # "cpu:abc", "cuda:x": a known type with a malformed index
+        raise ValueError(f"device {device!r} is not a device name such as cpu or cuda:0") from None
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ MAX_STYLES = 4
 _FAST = FastRequest()
 
 
-def about(cls: type, name: str) -> str:
-    """The help of a request's field, for the API docs."""
-    return next(f for f in fields(cls) if f.name == name).metadata["help"]
+def about(cls: type, name: str, key: str = "help") -> Any:
+    """A request field's help (for the API docs) or another of its metadata, e.g. ``choices``."""
+    return next(f for f in fields(cls) if f.name == name).metadata[key]
 
 
 def typed(cls: type, **values: Any) -> Any:

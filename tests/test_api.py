@@ -9,7 +9,7 @@ import pytest
 from api_helpers import decode, error_of, files_of, stylize, submit, with_alpha
 
 from styler.config import DEFAULT_FORMAT
-from styler.params import SolveRequest
+from styler.params import REFINE_ITERS, SolveRequest
 from styler.settings import Settings
 
 # ---- health, info, the page ----
@@ -26,6 +26,7 @@ def test_health_ready_info_page_docs(api_client):
         assert info["limits"]["max_size"] == 512
         assert info["limits"]["max_upload_bytes"] == 20 * 2**20
         assert info["solver"]["default_iters"] == SolveRequest().iters
+        assert info["solver"]["refine_iters"] == REFINE_ITERS
         assert info["default_format"] == DEFAULT_FORMAT and DEFAULT_FORMAT in info["formats"]
         assert info["load"] == {"inferences": 0, "jobs_waiting": 0}
         page = c.get("/")

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from styler.config import DEFAULT_FORMAT
+from styler.params import REFINE_ITERS
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -93,6 +94,7 @@ def test_stylize_refine_cancel_and_errors(browser, server, inputs):
     page.screenshot(path=ARTIFACTS / "1-stylized.png", full_page=True)
 
     # Refinement: the progress bar and the image follow the job's event stream to the end.
+    expect(page.locator("#iters")).to_have_value(str(REFINE_ITERS))  # the server's default
     page.fill("#iters", "6")
     page.click("#refine-btn")
     expect(page.locator("#refine-card")).to_be_visible()

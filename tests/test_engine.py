@@ -106,6 +106,9 @@ def test_bf16_fast_path_is_visually_identical_to_fp32_on_the_shipped_model():
 
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
+    for malformed in ("cpu:abc", "auto:1"):  # torch's own RuntimeError became a traceback
+        with pytest.raises(ValueError, match="not a device name"):
+            resolve_device(malformed)
     if not torch.cuda.is_available():
         assert resolve_device("auto") == torch.device("cpu")
         with pytest.raises(ValueError, match="CUDA"):

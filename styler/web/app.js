@@ -82,7 +82,7 @@ async function refine() {
   state.job = job.id;
   updateButtons();
   $("refine-card").hidden = false;
-  $("refine-img").src = state.resultUrl || "";
+  $("refine-img").removeAttribute("src"); // the solver's own start comes with the first preview
   $("refine-download").hidden = true;
   $("cancel-btn").hidden = false;
   $("cancel-btn").disabled = false;
@@ -148,10 +148,13 @@ async function checkServer() {
   const badge = $("status-badge");
   try {
     const info = await (await fetch("/v1/info")).json();
-    if (!state.defaults) $("format").value = info.default_format; // once: then it is the user's
+    const iters = $("iters");
+    if (!state.defaults) {  // once: then they are the user's
+      $("format").value = info.default_format;
+      iters.value = info.solver.refine_iters;
+    }
     state.defaults = true;
     state.limits = info.limits;
-    const iters = $("iters");
     iters.max = info.limits.max_iters;
     iters.value = Math.min(Number(iters.value), info.limits.max_iters);
     for (const option of $("size").options) {
