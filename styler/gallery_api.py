@@ -3,6 +3,7 @@
     POST   /v1/styles                  upload a style (multipart ``style``, optional ``name``) →
                                        201 with its entry; its code is computed once and stored
     GET    /v1/styles                  {"styles": [...]}: presets first, then uploads
+    GET    /v1/styles/{id}             one entry (the ``Location`` of an upload)
     GET    /v1/styles/{id}/thumbnail   a small JPEG
     DELETE /v1/styles/{id}             an upload (a preset: 409 read_only)
 
@@ -62,10 +63,16 @@ async def add_style(
     return JSONResponse(_entry_json(entry), status_code=201, headers=headers)
 
 
+@router.get("/{style_id}")
+async def get_style(svc: Svc, style_id: str) -> dict[str, Any]:
+    """One style's entry, as in the list (404 for an unknown id)."""
+    return _entry_json(await asyncio.to_thread(svc.styles.get, style_id))
+
+
 @router.get("/{style_id}/thumbnail", response_class=FileResponse,
             responses={200: {"content": {"image/jpeg": {}}}})  # fmt: skip
 async def thumbnail(svc: Svc, style_id: str) -> FileResponse:
-    """A JPEG of at most 160 px (404 for an unknown id)."""
+    """A small JPEG, its longer side gallery.THUMB_SIDE px (404 for an unknown id)."""
     entry = await asyncio.to_thread(svc.styles.get, style_id)
     cache = "public, max-age=86400" if entry.preset else "private, max-age=3600"
     return FileResponse(entry.thumbnail, media_type="image/jpeg",

@@ -165,7 +165,7 @@ class Limiter:
         try:
             done = await asyncio.wait_for(asyncio.shield(task), timeout)
             return done  # type: ignore[return-value]
-        except asyncio.TimeoutError:
+        except TimeoutError:
             message = f"the request took longer than {timeout:g} s"
             raise ApiError(503, "timeout", message, RETRY_AFTER_S) from None
         finally:

@@ -158,7 +158,11 @@ class EvalConfig:
     pairs: int | None = _opt(None, "the split's first N pairs (default: all)")
     iters: tuple[int, ...] = _opt((0, 10, 25, 50, 100, 200, 400), "solver checkpoints K")
     refine: tuple[int, ...] = _opt((5, 10, 25, 50), "refinement steps R after f_θ")
-    quick: bool = _opt(False, "a small subset (3 pairs at 128 px, K ≤ 25) for a CPU; options win")
+    quick: bool = _opt(
+        False,
+        f"a small subset for a CPU: {QUICK['pairs']} pairs at {QUICK['size']} px, K ≤ "
+        f"{max(QUICK['iters'])}; it sets only the options left at their defaults",
+    )
     device: str = _opt(DEFAULT_DEVICE, DEVICE_HELP)
     precision: str = _opt(DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS)
     seed: int = _opt(0, "torch seed, for repeatable figures")

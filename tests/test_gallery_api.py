@@ -46,6 +46,7 @@ def test_upload_use_and_delete_a_style(api_client, api_images, api_wait):
         entry = r.json()
         assert entry["name"] == "waves.jpg" and not entry["preset"] and entry["created_at"]
         assert r.headers["location"] == f"/v1/styles/{entry['id']}"
+        assert c.get(r.headers["location"]).json() == entry  # the Location answers
         assert entry["id"] in [s["id"] for s in c.get("/v1/styles").json()["styles"]]
         assert c.get(entry["thumbnail_url"]).status_code == 200
 
@@ -58,6 +59,7 @@ def test_upload_use_and_delete_a_style(api_client, api_images, api_wait):
 
         assert c.delete(f"/v1/styles/{entry['id']}").json() == {"deleted": entry["id"]}
         error_of(c.delete(f"/v1/styles/{entry['id']}"), 404, "not_found")
+        error_of(c.get(f"/v1/styles/{entry['id']}"), 404, "not_found")
         assert "no such style" in error_of(by_id(c, api_images, entry["id"]), 404, "not_found")
         assert "preset" in error_of(c.delete(f"/v1/styles/{PRESET}"), 409, "read_only")
         assert by_id(c, api_images, PRESET).status_code == 200
