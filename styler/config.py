@@ -35,8 +35,6 @@ DEFAULT_DEVICE = DEVICES[0]
 DEVICE_HELP = "cpu, cuda (cuda:N) or auto: cuda if available"
 PRECISIONS = ("auto", "int8", "bf16", "fp32")
 DEFAULT_PRECISION = PRECISIONS[0]
-# the settings that shape f_θ: the first two fixed, the others may grow (train --init)
-ARCHITECTURE = ("encoder", "transform", "skips", "blocks", "experts", "linear")
 MAX_BLOCKS = 8  # the decoder's residual blocks at most (each ≈ 0.3 M parameters)
 MAX_EXPERTS = 32  # the first convolution's experts at most (each ≈ 0.3 M parameters)
 MAX_LINEAR = 64  # the learned correction of WCT's matrix: its rank at most
@@ -56,26 +54,6 @@ FORMATS_TEXT = "png, jpg (or jpeg) or webp"
 DEFAULT_FORMAT = "png"  # output type when none is asked for (PNG keeps transparency)
 
 
-def architecture_problem(arch: dict) -> str | None:
-    """What is wrong with an architecture (the ``ARCHITECTURE`` settings), or None: the one
-    check behind ``train``'s options, ``StyleNet.build`` and a model file's config."""
-    encoder, transform, skips = (arch.get(k) for k in ("encoder", "transform", "skips"))
-    if encoder not in ENCODERS:
-        return f"encoder must be one of {ENCODERS}, not {encoder!r}"
-    if transform not in TRANSFORMS:
-        return f"transform must be one of {TRANSFORMS}, not {transform!r}"
-    if not isinstance(skips, bool):
-        return f"skips must be true or false, not {skips!r}"
-    if skips and encoder != "vgg":
-        return "skips need the vgg encoder (its relu2_1 and relu1_1 features)"
-    for k, top in _COUNTS.items():
-        if type(arch.get(k)) is not int or not 0 <= arch[k] <= top:
-            return f"{k} must be in 0…{top}, not {arch.get(k)!r}"
-    if arch["linear"] and transform != "wct":
-        return "linear corrects WCT's matrix: it needs the wct transform"
-    return None
-
-
 def _help(text: str, choices: tuple[str, ...] | None = None, **kw) -> dict:
     meta = {"help": text, **({"choices": choices} if choices else {})}
     return {"metadata": meta, **kw}
@@ -84,6 +62,85 @@ def _help(text: str, choices: tuple[str, ...] | None = None, **kw) -> dict:
 def default_split() -> str:
     """The held-out evaluation split shipped with styler: training leaves these files out."""
     return str(resources.files("styler") / "split.json")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The network f_θ: encoder, transform and decoder parts (a model file's architecture).
+
+    The encoder and the transform are fixed for a model's lineage; the parts in ``GROWN`` may
+    grow when a run starts from a model (``--init``).
+    """
+
+    GROWN = ("skips", "blocks", "experts", "linear")
+
+    encoder: str = field(
+        default="vgg",
+        **_help("lite: small encoder distilled from VGG19; vgg: frozen VGG19", ENCODERS),
+    )
+    transform: str = field(
+        default="wct",
+        **_help("feature transform: wct (covariance) or adain (mean/std)", TRANSFORMS),
+    )
+    skips: bool = field(
+        default=False,
+        **_help("vgg only: the decoder also reads relu2_1 and relu1_1, AdaIN-mapped to the style"),
+    )
+    blocks: int = field(
+        default=0,
+        **_help(f"residual blocks in the decoder at 1/4 resolution (0…{MAX_BLOCKS})"),
+    )
+    experts: int = field(
+        default=0,
+        **_help(
+            f"the decoder's first convolution mixed per style from this many expert kernels "
+            f"(CondConv; 0…{MAX_EXPERTS})"
+        ),
+    )
+    linear: int = field(
+        default=0,
+        **_help(
+            f"wct only: WCT's matrix corrected per pair by a learned one of this rank, predicted "
+            f"from both covariances (after Li et al. 2019's learned linear transform; 0…"
+            f"{MAX_LINEAR})"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, not {self.encoder!r}")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, not {self.transform!r}")
+        if not isinstance(self.skips, bool):  # a model file's; callers catch ValueErrors
+            raise ValueError(  # noqa: TRY004
+                f"skips must be true or false, not {self.skips!r}"
+            )
+        if self.skips and self.encoder != "vgg":
+            raise ValueError("skips need the vgg encoder (its relu2_1 and relu1_1 features)")
+        for k, top in _COUNTS.items():
+            if type(getattr(self, k)) is not int or not 0 <= getattr(self, k) <= top:
+                raise ValueError(f"{k} must be in 0…{top}, not {getattr(self, k)!r}")
+        if self.linear and self.transform != "wct":
+            raise ValueError("linear corrects WCT's matrix: it needs the wct transform")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Architecture:
+        """From a model file's or a run's settings: the parts it leaves out at their defaults
+        (files from before them); a ValueError for an unknown key or a bad value."""
+        if unknown := set(d) - {f.name for f in fields(cls)}:
+            raise ValueError(f"unknown parts {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        """E.g. vgg/wct/skips/3 blocks/8 experts/32 linear."""
+        counts = "".join(f"/{getattr(self, k)} {k}" for k in _COUNTS if getattr(self, k))
+        return f"{self.encoder}/{self.transform}{'/skips' * self.skips}{counts}"
+
+
+ARCHITECTURE = tuple(f.name for f in fields(Architecture))  # its parts, in order
 
 
 @dataclass(frozen=True)
@@ -139,37 +196,7 @@ class TrainConfig:
     content_dir: str = field(**_help("folder of content photos"))
     style_dir: str = field(**_help("folder of style images"))
     out: str = field(default="runs/styler", **_help("run folder: checkpoint, logs, plots, model"))
-    encoder: str = field(
-        default="vgg",
-        **_help("lite: small encoder distilled from VGG19; vgg: frozen VGG19", ENCODERS),
-    )
-    transform: str = field(
-        default="wct",
-        **_help("feature transform: wct (covariance) or adain (mean/std)", TRANSFORMS),
-    )
-    skips: bool = field(
-        default=False,
-        **_help("vgg only: the decoder also reads relu2_1 and relu1_1, AdaIN-mapped to the style"),
-    )
-    blocks: int = field(
-        default=0,
-        **_help(f"residual blocks in the decoder at 1/4 resolution (0…{MAX_BLOCKS})"),
-    )
-    experts: int = field(
-        default=0,
-        **_help(
-            f"the decoder's first convolution mixed per style from this many expert kernels "
-            f"(CondConv; 0…{MAX_EXPERTS})"
-        ),
-    )
-    linear: int = field(
-        default=0,
-        **_help(
-            f"wct only: WCT's matrix corrected per pair by a learned one of this rank, predicted "
-            f"from both covariances (after Li et al. 2019's learned linear transform; 0…"
-            f"{MAX_LINEAR})"
-        ),
-    )
+    arch: Architecture = field(default_factory=Architecture)
     recon_steps: int = field(
         default=800,
         **_help("stage 1: steps of reconstruction (+ distillation for the lite encoder)"),
@@ -221,8 +248,6 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
-        if problem := architecture_problem({k: getattr(self, k) for k in ARCHITECTURE}):
-            raise ValueError(problem)
         if self.precision not in TRAIN_PRECISIONS:
             raise ValueError(f"precision must be one of {TRAIN_PRECISIONS}, not {self.precision!r}")
         if not 0 <= self.recon_steps <= self.steps:
@@ -240,6 +265,6 @@ class TrainConfig:
 
     def public(self) -> dict:
         """The set-up stored in an exported model: no machine paths or bookkeeping."""
-        keep = (*ARCHITECTURE, "recon_steps", "batch", "size", "resize", "lr", "style_lr",
-                "lr_decay", "average_from", "cache_targets", "precision", "seed")  # fmt: skip
-        return {k: v for k, v in asdict(self).items() if k in keep}
+        keep = ("recon_steps", "batch", "size", "resize", "lr", "style_lr", "lr_decay",
+                "average_from", "cache_targets", "precision", "seed")  # fmt: skip
+        return {**self.arch.to_dict(), **{k: v for k, v in asdict(self).items() if k in keep}}

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import modelfile
-from .config import TRANSFORMS, architecture_problem
+from .config import Architecture
 from .function import (
     FeatureStats,
     StyleCode,
@@ -59,8 +59,6 @@ class StyleNet(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: Decoder, transform: str = "wct",
                  config: dict[str, Any] | None = None) -> None:  # fmt: skip
         super().__init__()
-        if transform not in TRANSFORMS:
-            raise ValueError(f"transform must be one of {TRANSFORMS}, not {transform!r}")
         self.encoder, self.decoder, self.transform = encoder, decoder, transform
         self.config = config or {}
         self.identity = ""  # hash of the weights file, for caches keyed by model
@@ -91,23 +89,20 @@ class StyleNet(nn.Module):
         return ("encoder",) * (self.kind == "vgg") + ("blocks",) * bool(self.decoder.int8_scales)
 
     @property
-    def architecture(self) -> dict:
-        return {"encoder": self.kind, "transform": self.transform, "skips": self.skips,
-                "blocks": self.blocks, "experts": self.experts,
-                "linear": self.linear}  # fmt: skip
+    def architecture(self) -> Architecture:
+        return Architecture(self.kind, self.transform, self.skips, self.blocks, self.experts,
+                            self.linear)  # fmt: skip
 
     @classmethod
-    def build(cls, encoder: str = "lite", transform: str = "wct", seed: int = 0,
-              vgg: VGG19 | None = None, skips: bool = False, blocks: int = 0,
-              experts: int = 0, linear: int = 0) -> StyleNet:  # fmt: skip
-        """An untrained f_θ (training starts here; tests use it as a valid small model)."""
-        arch = {"encoder": encoder, "transform": transform, "skips": skips, "blocks": blocks,
-                "experts": experts, "linear": linear}  # fmt: skip
-        if problem := architecture_problem(arch):
-            raise ValueError(problem)
+    def build(cls, arch: Architecture | None = None, seed: int = 0,
+              vgg: VGG19 | None = None) -> StyleNet:  # fmt: skip
+        """An untrained f_θ: training starts here. No ``arch``: the small lite model, which
+        tests use as a valid model."""
+        arch = arch or Architecture("lite")
         torch.manual_seed(seed)
-        enc = VGGEncoder(vgg, skips) if encoder == "vgg" else LiteEncoder()
-        return cls(enc, Decoder(enc.channels, skips, blocks, experts, linear), transform)
+        enc = VGGEncoder(vgg, arch.skips) if arch.encoder == "vgg" else LiteEncoder()
+        decoder = Decoder(enc.channels, arch.skips, arch.blocks, arch.experts, arch.linear)
+        return cls(enc, decoder, arch.transform)
 
     def encode(self, x: torch.Tensor) -> tuple[Features, tuple[int, int]]:
         """E of the padded image, and the image's size (for :func:`picture` and the crop)."""
@@ -204,7 +199,7 @@ class StyleNet(nn.Module):
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
         """Write ``path`` (.safetensors, fp16) and its .json config, each atomically."""
-        config = {**self.config, **(extra or {}), "architecture": self.architecture}
+        config = {**self.config, **(extra or {}), "architecture": self.architecture.to_dict()}
         if self.kind == "vgg":
             config["vgg"] = {"weights": self.encoder.vgg.weights, "id": weights_id()}
         self.config = modelfile.write(weights_path(path), self.trained_state(), config)
@@ -216,12 +211,10 @@ class StyleNet(nn.Module):
         path = modelfile.locate(path)
         config = modelfile.read_config(path.with_suffix(".json"))
         arch = modelfile.architecture(path, config)
-        if arch["encoder"] == "vgg":
+        if arch.encoder == "vgg":
             vgg = modelfile.matching_vgg(path, config, vgg)
         state, identity = modelfile.read_weights(path)
-        model = cls.build(arch["encoder"], arch["transform"], vgg=vgg, skips=arch["skips"],
-                          blocks=arch["blocks"], experts=arch["experts"],
-                          linear=arch["linear"])  # fmt: skip
+        model = cls.build(arch, vgg=vgg)
         try:
             model.load_state_dict(state, strict=False)
             missing = set(model.trained_state()) - set(state)

@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from . import quant
-from .config import ARCHITECTURE, architecture_problem
+from .config import Architecture
 from .files import atomic_write
 from .net import ENCODER_LAYER
 from .vgg import VGG19, WEIGHTS, weights_id
@@ -65,15 +65,16 @@ def read_config(cfg_path: Path) -> dict:
     return config
 
 
-def architecture(path: Path, config: dict) -> dict:
-    """The config's architecture, checked, with the parts it leaves out at their defaults."""
+def architecture(path: Path, config: dict) -> Architecture:
+    """The config's architecture, checked, with the parts it leaves out (files from before
+    them) at their defaults; the encoder and the transform must be there."""
     arch = config.get("architecture")
-    if not isinstance(arch, dict) or set(arch) - set(ARCHITECTURE):
+    if not isinstance(arch, dict) or not {"encoder", "transform"} <= set(arch):
         raise ModelError(f"{path}: unknown architecture {arch!r}")
-    full = {"skips": False, "blocks": 0, "experts": 0, "linear": 0, **arch}
-    if problem := architecture_problem(full):
-        raise ModelError(f"{path}: unknown architecture {arch!r} ({problem})")
-    return full
+    try:
+        return Architecture.from_dict(arch)
+    except ValueError as e:
+        raise ModelError(f"{path}: unknown architecture {arch!r} ({e})") from None
 
 
 def matching_vgg(path: Path, config: dict, vgg: VGG19 | None) -> VGG19:

@@ -88,8 +88,7 @@ def train(cfg: TrainConfig) -> Path:
     styles = list_images(cfg.style_dir, held_s)
 
     vgg = VGG19(max_layer=max(cfg.loss.deepest, ENCODER_LAYER, key=LAYERS.index))
-    model = StyleNet.build(cfg.encoder, cfg.transform, cfg.seed, vgg=vgg, skips=cfg.skips,
-                           blocks=cfg.blocks, experts=cfg.experts, linear=cfg.linear)  # fmt: skip
+    model = StyleNet.build(cfg.arch, cfg.seed, vgg=vgg)
     stages = {"recon": ReconStage(model, vgg), "style": StyleStage(model, Objective(cfg.loss, vgg))}
     for s in stages.values():
         engine.module(s)
@@ -98,7 +97,7 @@ def train(cfg: TrainConfig) -> Path:
     step, elapsed, average = 0, 0.0, WeightAverage()
     ck = torch.load(ckpt_path, map_location=engine.device) if ckpt_path.exists() else None
     if ck:
-        check_same_architecture(ckpt_path, ck["settings"]["training"], settings["training"])
+        check_same_architecture(ckpt_path, ck["settings"]["training"], cfg.arch)
         stages["recon"].load_state_dict(ck["recon"], strict=False)
         step, elapsed = ck["step"], ck["elapsed_s"]
         if cfg.average_from and "average" in ck:

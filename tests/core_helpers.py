@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from styler.cli import main
+from styler.config import Architecture
 from styler.images import to_tensor
 from styler.losses import LossConfig
 from styler.model import StyleNet
@@ -61,6 +62,11 @@ def shared_vgg(max_layer: str = "relu4_1") -> VGG19:
     return VGG19(max_layer=max_layer)
 
 
+def vgg_net(**parts) -> StyleNet:
+    """An untrained f_θ on the shared VGG19 (to relu3_1), with these decoder ``parts``."""
+    return StyleNet.build(Architecture("vgg", **parts), vgg=shared_vgg("relu3_1"))
+
+
 def tame_net(seed: int = 0, encoder: str = "lite", skips: bool = False, experts: int = 0,
              linear: int = 0) -> StyleNet:  # fmt: skip
     """An untrained f_θ whose output sits mostly inside [0, 1] (≈ 0.5 ± 0.1), so little is clamped.
@@ -71,7 +77,8 @@ def tame_net(seed: int = 0, encoder: str = "lite", skips: bool = False, experts:
     path shows.
     """
     vgg = shared_vgg("relu3_1") if encoder == "vgg" else None
-    net = StyleNet.build(encoder, seed=seed, vgg=vgg, skips=skips, experts=experts, linear=linear)
+    arch = Architecture(encoder, skips=skips, experts=experts, linear=linear)
+    net = StyleNet.build(arch, seed=seed, vgg=vgg)
     last = net.decoder.net[-1]
     with torch.no_grad():
         for conv in net.decoder.skips or ():

@@ -14,7 +14,7 @@ from styler.train import train
 
 
 def filled(value: float) -> StyleNet:
-    model = StyleNet.build("lite", seed=0)
+    model = StyleNet.build(seed=0)
     with torch.no_grad():
         for p in model.decoder.parameters():
             p.fill_(value)

@@ -60,7 +60,7 @@ def test_fixed_crops_are_the_same_every_time_a_file_comes_round(tmp_path):
 
 @pytest.mark.parametrize("skips", [False, True])
 def test_cached_targets_give_the_same_loss_and_are_read_back(tmp_path, skips):
-    model = tame_net(encoder="vgg", skips=True) if skips else StyleNet.build("lite", seed=0)
+    model = tame_net(encoder="vgg", skips=True) if skips else StyleNet.build(seed=0)
     objective = Objective(FAST_LOSS, shared_vgg("relu4_1"))
     cache = TargetCache(tmp_path / "targets", objective, model)
     content = torch.cat([pattern_tensor(32, 32, 1), pattern_tensor(32, 32, 3)])

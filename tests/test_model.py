@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from core_helpers import pattern_tensor, sample_images, shared_vgg, tame_net
+from core_helpers import pattern_tensor, sample_images, shared_vgg, tame_net, vgg_net
 from safetensors.torch import load_file, save_file
 
+from styler.config import Architecture
 from styler.function import affine_maps, keep_colors, normalize_weights
 from styler.model import StyleNet
 from styler.modelfile import FORMAT, FORMAT_VERSION, ModelError
@@ -256,26 +257,28 @@ def test_a_shipped_model_loads_by_name_from_any_folder(tmp_path, monkeypatch):
     assert StyleNet.load("styler-lite").kind == "lite"
     assert not StyleNet.load("styler-vgg31").skips
     assert StyleNet.load("styler-skips").skips and not StyleNet.load("styler-skips").blocks
-    assert StyleNet.load("styler-blocks").architecture["experts"] == 0
-    assert StyleNet.load("styler-experts").architecture["linear"] == 0
+    assert StyleNet.load("styler-blocks").architecture.experts == 0
+    assert StyleNet.load("styler-experts").architecture.linear == 0
     default = StyleNet.load()  # styler-linear
     assert (default.kind, default.skips, default.blocks) == ("vgg", True, 3)
-    assert (default.architecture["experts"], default.architecture["linear"]) == (8, 32)
+    assert (default.architecture.experts, default.architecture.linear) == (8, 32)
     with pytest.raises(ModelError, match="not found"):
         StyleNet.load("styler-nonexistent")
 
 
 def test_a_model_with_blocks_keeps_them_through_its_file(tmp_path):
     """The residual blocks are saved, read back with the architecture, and change the output."""
-    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, blocks=2).eval()
+    model = StyleNet.build(
+        Architecture("vgg", skips=True, blocks=2), vgg=shared_vgg("relu3_1")
+    ).eval()
     with torch.no_grad():
         for block in model.decoder.blocks:
             block.b.weight.normal_(0, 0.05)
     model.save(tmp_path / "blocks.safetensors")
     back = StyleNet.load(tmp_path / "blocks", vgg=shared_vgg("relu3_1"))
-    assert back.blocks == 2 and back.architecture["blocks"] == 2
+    assert back.blocks == 2 and back.architecture.blocks == 2
     c, s = pattern_tensor(32, 32, 1), pattern_tensor(32, 32, 2)
-    plain = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True).eval()
+    plain = vgg_net(skips=True).eval()
     plain.load_state_dict(back.trained_state(), strict=False)
     with torch.no_grad():
         torch.testing.assert_close(back(c, [s]), model(c, [s]), atol=2e-3, rtol=0)
@@ -289,8 +292,8 @@ def test_experts_keep_through_the_file_mix_styles_and_follow_alpha(tmp_path):
     model = tame_net(encoder="vgg", skips=True, experts=3)
     model.save(tmp_path / "part.safetensors")
     back = StyleNet.load(tmp_path / "part", vgg=shared_vgg("relu3_1"))
-    assert back.experts == back.architecture["experts"] == 3
-    plain = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True).eval()
+    assert back.experts == back.architecture.experts == 3
+    plain = vgg_net(skips=True).eval()
     plain.load_state_dict(back.trained_state(), strict=False)
     c, s1, s2 = (pattern_tensor(40, 32, i) for i in (1, 2, 3))
     out = back(c, [s1])
@@ -308,14 +311,14 @@ def test_the_linear_correction_keeps_through_the_file_and_is_per_pair(tmp_path):
     model = tame_net(encoder="vgg", skips=True, linear=4)
     model.save(tmp_path / "lin.safetensors")
     back = StyleNet.load(tmp_path / "lin", vgg=shared_vgg("relu3_1"))
-    assert back.linear == back.architecture["linear"] == 4
+    assert back.linear == back.architecture.linear == 4
     c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
     torch.testing.assert_close(back(c, [s]), model(c, [s]), atol=2e-3, rtol=0)
     code = back.style_code(s)
     moved = [back.decoder.linear(back.encode_content(x).stats[0], code).colour - code.colour
              for x in (c, pattern_tensor(40, 32, 5))]  # fmt: skip
     assert moved[0].abs().max() > 1e-3 and (moved[0] - moved[1]).abs().max() > 1e-4
-    plain = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True).eval()
+    plain = vgg_net(skips=True).eval()
     plain.load_state_dict(back.trained_state(), strict=False)
     assert (back(c, [s]) - plain(c, [s])).abs().max() > 1e-2
     torch.testing.assert_close(back(c, [s], alpha=0.0), plain(c, [s], alpha=0.0))

@@ -133,7 +133,7 @@ def test_the_description_names_only_the_parts_a_model_runs_in_int8(monkeypatch):
     assert engine.describe(shipped.int8_parts).endswith(" + int8 encoder and blocks")
     shipped.decoder.int8_scales = None  # a model trained without calibration: blocks in float
     assert engine.describe(shipped.int8_parts).endswith(" + int8 encoder")
-    assert StyleNet.build("lite").int8_parts == ()  # no VGG encoder to quantize
+    assert StyleNet.build().int8_parts == ()  # no VGG encoder to quantize
     assert "int8" not in Engine.create("cpu", "bf16").describe(shipped.int8_parts)
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from core_helpers import FAST_LOSS, image_folder, pattern_tensor, shared_vgg, tame_net
+from core_helpers import FAST_LOSS, image_folder, pattern_tensor, shared_vgg, tame_net, vgg_net
 
-from styler.config import TrainConfig
+from styler.config import ARCHITECTURE, Architecture, TrainConfig
 from styler.curves import read_rows
 from styler.lineage import start_from
 from styler.losses import Objective
@@ -44,13 +44,13 @@ def run_config(tmp_path: Path, **changes) -> TrainConfig:
     cfg = {"content_dir": str(contents), "style_dir": str(styles), "out": str(tmp_path / "run"),
            "batch": 2, "size": 32, "resize": 40, "recon_steps": 2, "steps": 4,
            "holdout": str(split), "workers": 0, "ckpt_every": 2, "log_every": 1,
-           "eval_every": 2, "eval_pairs": 1, "device": "cpu", "loss": FAST_LOSS,
-           "encoder": "lite"}  # fmt: skip
-    return TrainConfig(**{**cfg, **changes})
+           "eval_every": 2, "eval_pairs": 1, "device": "cpu", "loss": FAST_LOSS}  # fmt: skip
+    parts = {"encoder": "lite"} | {k: changes.pop(k) for k in ARCHITECTURE if k in changes}
+    return TrainConfig(**{**cfg, **changes}, arch=Architecture(**parts))
 
 
 def test_the_reconstruction_stage_learns_to_invert_the_lite_encoder():
-    model = StyleNet.build("lite", seed=0)
+    model = StyleNet.build(seed=0)
     stage = ReconStage(model, shared_vgg("relu4_1"))
     images = torch.cat([pattern_tensor(32, 32, s) for s in range(2)])
     opt = torch.optim.Adam(stage.trainable(1e-3))
@@ -66,7 +66,7 @@ def test_the_reconstruction_stage_learns_to_invert_the_lite_encoder():
 
 
 def test_the_style_stage_trains_the_decoder_on_exactly_the_shared_objective():
-    model = StyleNet.build("lite", seed=0)
+    model = StyleNet.build(seed=0)
     objective = Objective(FAST_LOSS, shared_vgg("relu4_1"))
     content, style = pattern_tensor(32, 32, 1), pattern_tensor(32, 32, 2)
     model.eval()
@@ -140,7 +140,7 @@ def test_init_continues_an_exported_model_in_a_new_run_folder(tmp_path, capsys):
     first = train(run_config(tmp_path, steps=3))
     before = StyleNet.load(first).trained_state()
     cfg = run_config(tmp_path, out=str(tmp_path / "more"), steps=5, init=str(first))
-    model = StyleNet.build("lite")
+    model = StyleNet.build()
     assert start_from(model, cfg, shared_vgg("relu4_1")) == (3, pytest.approx(
         StyleNet.load(first).config["trained"]["wall_time_s"]))  # fmt: skip
     started = model.trained_state()
@@ -159,7 +159,7 @@ def test_init_gives_a_model_without_skips_skips_that_start_at_zero(tmp_path):
     plain = tame_net(encoder="vgg")
     plain.save(tmp_path / "plain.safetensors")
     cfg = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "plain"))
-    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True)
+    model = vgg_net(skips=True)
     start_from(model, cfg, shared_vgg("relu3_1"))
     assert all(not conv.weight.any() for conv in model.decoder.skips)
     c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
@@ -168,14 +168,18 @@ def test_init_gives_a_model_without_skips_skips_that_start_at_zero(tmp_path):
     model.save(tmp_path / "skips.safetensors")
     back = run_config(tmp_path, encoder="vgg", init=str(tmp_path / "skips"))
     with pytest.raises(ValueError, match="a vgg/wct/skips model, but this run trains vgg/wct "):
-        start_from(StyleNet.build("vgg", vgg=shared_vgg("relu3_1")), back, shared_vgg("relu3_1"))
+        start_from(
+            vgg_net(),
+            back,
+            shared_vgg("relu3_1"),
+        )
 
 
 def test_init_adds_blocks_that_start_as_the_identity_but_never_drops_them(tmp_path):
     plain = tame_net(encoder="vgg", skips=True)
     plain.save(tmp_path / "plain.safetensors")
     cfg = run_config(tmp_path, encoder="vgg", skips=True, blocks=2, init=str(tmp_path / "plain"))
-    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, blocks=2)
+    model = vgg_net(skips=True, blocks=2)
     start_from(model, cfg, shared_vgg("relu3_1"))
     c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
     with torch.no_grad():
@@ -183,7 +187,7 @@ def test_init_adds_blocks_that_start_as_the_identity_but_never_drops_them(tmp_pa
     model.save(tmp_path / "blocks.safetensors")
     back = run_config(tmp_path, encoder="vgg", skips=True, blocks=1, init=str(tmp_path / "blocks"))
     with pytest.raises(ValueError, match="a vgg/wct/skips/2 blocks model, but this run trains "):
-        start_from(StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, blocks=1), back,
+        start_from(vgg_net(skips=True, blocks=1), back,
                    shared_vgg("relu3_1"))  # fmt: skip
 
 
@@ -192,7 +196,7 @@ def _grown(tmp_path: Path, old: StyleNet, **grow) -> StyleNet:
     it must give ``old``'s output."""
     old.save(tmp_path / "old.safetensors")
     cfg = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "old"), **grow)
-    model = StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, **grow)
+    model = vgg_net(skips=True, **grow)
     start_from(model, cfg, shared_vgg("relu3_1"))
     c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
     with torch.no_grad():
@@ -213,7 +217,7 @@ def test_init_adds_experts_at_zero_that_learn_faster_and_are_never_dropped(tmp_p
     with pytest.raises(
         ValueError, match="a vgg/wct/skips/2 experts model, but this run trains vgg/wct/"
     ):
-        start_from(StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True), back,
+        start_from(vgg_net(skips=True), back,
                    shared_vgg("relu3_1"))  # fmt: skip
 
 
@@ -235,7 +239,7 @@ def test_init_adds_a_linear_correction_at_zero_that_learns_faster(tmp_path):
     model.save(tmp_path / "lin.safetensors")
     other = run_config(tmp_path, encoder="vgg", skips=True, init=str(tmp_path / "lin"), linear=8)
     with pytest.raises(ValueError, match="a vgg/wct/skips/4 linear model, but this run trains "):
-        start_from(StyleNet.build("vgg", vgg=shared_vgg("relu3_1"), skips=True, linear=8), other,
+        start_from(vgg_net(skips=True, linear=8), other,
                    shared_vgg("relu3_1"))  # fmt: skip
 
 
@@ -253,7 +257,7 @@ def test_a_finished_run_calibrates_its_int8_blocks_and_an_unfinished_one_does_no
 
 def test_calibration_leaves_out_a_pair_that_does_not_read(tmp_path):
     path = tmp_path / "m.safetensors"
-    StyleNet.build("lite", blocks=1).save(path)
+    StyleNet.build(Architecture("lite", blocks=1)).save(path)
     folder = image_folder(tmp_path / "img", ["c.png", "s.png"])
     (folder / "bad.jpg").write_bytes(b"not an image")
     calibrate_int8(path, [(folder / "bad.jpg", folder / "s.png")], 32)
@@ -321,18 +325,18 @@ def test_train_never_uses_held_out_images(tmp_path):
 
 
 def _torchrun(cfg: TrainConfig, tmp_path: Path) -> subprocess.CompletedProcess:
-    args = {k: v for k, v in vars(cfg).items() if k != "loss"}
+    args = {k: v for k, v in vars(cfg).items() if k not in ("loss", "arch")}
     script = tmp_path / "ddp.py"
     script.write_text(
-        "import json, sys\nfrom styler.config import LossConfig, TrainConfig\n"
+        "import json, sys\nfrom styler.config import Architecture, LossConfig, TrainConfig\n"
         "from styler.train import train\n"
-        "args = json.loads(sys.argv[1])\n"
-        "train(TrainConfig(**args, loss=LossConfig(**json.loads(sys.argv[2]))))\n"
+        "args, loss, arch = (json.loads(a) for a in sys.argv[1:])\n"
+        "train(TrainConfig(**args, loss=LossConfig.from_dict(loss), arch=Architecture(**arch)))\n"
     )
-    loss = {**FAST_LOSS.to_dict(), "style_layers": list(FAST_LOSS.style_layers)}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(script), json.dumps(args), json.dumps(loss)]  # fmt: skip
+           str(script), json.dumps(args), json.dumps(cfg.loss.to_dict()),
+           json.dumps(cfg.arch.to_dict())]  # fmt: skip
     return subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from core_helpers import pattern_tensor, shared_vgg
 
+from styler.config import Architecture
 from styler.model import StyleNet
 from styler.vgg import LAYERS, VGG19, MaxPool, caffe_weights_path, load_caffe_state, weights_id
 
@@ -191,7 +192,7 @@ def test_vgg_is_frozen_and_stays_in_eval_mode(vgg):
     assert not any(p.requires_grad for p in vgg.parameters())
     vgg.train()
     assert not vgg.training and not any(m.training for m in vgg.modules())
-    net = StyleNet.build("vgg", vgg=vgg)
+    net = StyleNet.build(Architecture("vgg"), vgg=vgg)
     net.train()  # the parent's mode must not reach the frozen encoder
     assert net.decoder.training and not vgg.training
     x = pattern_tensor(8, 8).requires_grad_(True)
