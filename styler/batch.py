@@ -127,7 +127,7 @@ def run_batch(stylist: Stylist, contents: Sequence[Path], outputs: Sequence[Path
                 tqdm.write(f"styler fast: skipped {' '.join(str(e).split())}", sys.stderr)
             else:
                 if content.scaled:
-                    tqdm.write(f"{src}: scaled down {content.scaled} (the longer side's cap)")
+                    tqdm.write(scaled_note(src, content.scaled))
             bar.update(1)
     done, secs = len(contents) - failed, time.perf_counter() - t0
     print(f"{done} of {len(contents)} images written in {secs:.1f} s "
@@ -177,11 +177,18 @@ def _stylist(a: FastCommand, req: FastRequest, styles: list[tuple[str, Path]]) -
     return Stylist(pipeline.load_model(a.weights, engine), engine, req, decoded)
 
 
-def _styles(names: list[str]) -> list[tuple[str, Path]]:
+def styles_of(names: list[str]) -> list[tuple[str, Path]]:
     """(name, file) of each style: a file, or a preset's id."""
     from . import gallery
 
     return [(s, gallery.resolve_style(s)) for s in names]
+
+
+def scaled_note(path: str | Path, scaled: str) -> str:
+    """The line that says a content was scaled down to the longer side's cap."""
+    from .images import MAX_SIDE
+
+    return f"{path}: scaled down {scaled} (the longer side is at most {MAX_SIDE} px)"
 
 
 def fast(a: FastCommand, req: FastRequest) -> int:
@@ -193,7 +200,7 @@ def fast(a: FastCommand, req: FastRequest) -> int:
             raise ValueError("-o writes one image; use --out-dir for several contents")
         return _one(a, req, Path(content_args[0]), style_args)
     contents = expand(content_args)
-    styles = _styles(style_args)
+    styles = styles_of(style_args)
     outputs = output_paths(contents, Path(a.out_dir), f".{a.format}",
                            [*contents, *(p for _, p in styles)])  # fmt: skip
     stylist = _stylist(a, req, styles)
@@ -209,12 +216,11 @@ def _one(a: FastCommand, req: FastRequest, path: Path, style_args: list[str]) ->
     from . import images, pipeline
 
     content = pipeline.read_content((str(path), path), req)
-    styles = _styles(style_args)
+    styles = styles_of(style_args)
     images.check_output(a.output, [path, *(p for _, p in styles)])
     stylist = _stylist(a, req, styles)
     if content.scaled:
-        print(f"{path}: scaled down {content.scaled} (the longer side is at most "
-              f"{images.MAX_SIDE} px; --size chooses)")  # fmt: skip
+        print(scaled_note(path, content.scaled))
     t0 = time.perf_counter()
     tiles = TileBar(path.name)
     try:

@@ -21,13 +21,16 @@ class UsageError(Exception):
 
 def _run_context(a: argparse.Namespace, req: Any) -> tuple[Any, Any]:
     """The engine and the decoded (content, styles), checked before any work starts."""
-    from . import gallery, images, pipeline
+    from . import images, pipeline
+    from .batch import scaled_note, styles_of
 
-    styles = [(s, gallery.resolve_style(s)) for s in a.style]
+    styles = styles_of(a.style)
     images.check_output(a.output, [a.content, *(p for _, p in styles)])
     engine = pipeline.engine_for(req, a.device)
-    content = (str(a.content), a.content)
-    return engine, pipeline.read_pair(content, styles, req, engine.device)
+    pair = pipeline.read_pair((str(a.content), a.content), styles, req, engine.device)
+    if pair.scaled:
+        print(scaled_note(a.content, pair.scaled))
+    return engine, pair
 
 
 def _save(x: Any, path: str, alpha: Any = None) -> None:

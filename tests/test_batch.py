@@ -59,6 +59,9 @@ def test_fast_scales_down_over_the_longer_side_cap_and_says_so(model, tmp_path, 
     code, stdout, _ = fast([wide, PRESET, "-o", out], model, capsys)
     assert code == 0 and Image.open(out).size == (4096, 23)
     assert stdout.count("scaled down 4200x24->4096x23") == 1
+    code, stdout, _ = run(["slow", wide, PRESET, "-o", out, "--size", 0, "--iters", 0], capsys)
+    assert code == 0 and Image.open(out).size == (4096, 23)
+    assert stdout.count("scaled down 4200x24->4096x23") == 1  # the solver's commands say so too
 
 
 def test_large_images_show_a_tile_progress_bar(photos, model, tmp_path, capsys, monkeypatch):
