@@ -223,6 +223,9 @@ def main(argv: list[str] | None = None, forward: bool = True) -> int:
         message = " ".join(str(e).split())  # one line, also for a settings validation error
         print(f"styler {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # training diverged: a failure, not a usage error
+        print(f"styler {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

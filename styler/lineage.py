@@ -11,6 +11,25 @@ from .config import ARCHITECTURE, Architecture, TrainConfig
 from .model import StyleNet
 from .vgg import VGG19
 
+CHECKPOINT_KEYS = {"settings", "step", "elapsed_s", "recon"}
+
+
+def read_checkpoint(path: Path, device: torch.device) -> dict | None:
+    """A run folder's checkpoint (None if it has none), or a ValueError that says what to do
+    with a file that is not one (torch's own errors are tracebacks)."""
+    if not path.exists():
+        return None
+    try:
+        ck = torch.load(path, map_location=device)
+    except Exception as e:  # noqa: BLE001 - pickle, zip and torch errors alike
+        ck, why = None, str(e).splitlines()[0] if str(e) else type(e).__name__
+    else:
+        why = "not a styler training checkpoint"
+    if not isinstance(ck, dict) or not CHECKPOINT_KEYS <= set(ck):
+        raise ValueError(f"{path}: cannot resume from it ({why}); move it away to start the run "
+                         "afresh, or choose another --out")  # fmt: skip
+    return ck
+
 
 def check_same_architecture(path: Path, old: dict, new: Architecture) -> None:
     """A run resumes only with the network it was trained with (else the weights do not fit).

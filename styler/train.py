@@ -33,7 +33,7 @@ from .config import LAYERS, TrainConfig
 from .curves import CsvLog, plot_run
 from .data import PairStream, fixed_pairs, list_images
 from .engine import Engine
-from .lineage import check_same_architecture, start_from
+from .lineage import check_same_architecture, read_checkpoint, start_from
 from .losses import Objective
 from .model import StyleNet
 from .net import ENCODER_LAYER
@@ -95,7 +95,7 @@ def train(cfg: TrainConfig) -> Path:
     settings = {"training": cfg.public(), "loss": cfg.loss.to_dict()}
     ckpt_path = out / "checkpoint.pt"
     step, elapsed, average = 0, 0.0, WeightAverage()
-    ck = torch.load(ckpt_path, map_location=engine.device) if ckpt_path.exists() else None
+    ck = read_checkpoint(ckpt_path, engine.device)
     if ck:
         check_same_architecture(ckpt_path, ck["settings"]["training"], cfg.arch)
         stages["recon"].load_state_dict(ck["recon"], strict=False)
@@ -180,7 +180,10 @@ def train(cfg: TrainConfig) -> Path:
             for k, v in [("steps", 1.0), *((k, v.item()) for k, v in terms.items())]:
                 sums[k] = sums.get(k, 0.0) + v
             if not torch.isfinite(terms["total"]):
-                raise FloatingPointError(f"loss became {terms['total'].item()} at step {step}")
+                raise FloatingPointError(
+                    f"the loss became {terms['total'].item()} at step {step}: re-run to resume "
+                    "from the last checkpoint, with a lower --lr or --style-lr"
+                )
             if log and (step % cfg.log_every == 0 or step == cfg.steps):
                 n = sums.pop("steps")
                 row = {k: v / n for k, v in sums.items()}

@@ -316,6 +316,18 @@ def test_counts_that_would_crash_the_loop_are_refused_up_front(tmp_path, field, 
         run_config(tmp_path, **{field: value})
 
 
+def test_a_file_that_is_not_a_checkpoint_is_named_not_a_traceback(tmp_path):
+    cfg = run_config(tmp_path)
+    ckpt = Path(cfg.out) / "checkpoint.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"half a checkpoint")  # torch.load raised an UnpicklingError here
+    with pytest.raises(ValueError, match="checkpoint.pt: cannot resume from it"):
+        train(cfg)
+    torch.save({"step": 3}, ckpt)
+    with pytest.raises(ValueError, match="not a styler training checkpoint"):
+        train(cfg)
+
+
 def test_train_never_uses_held_out_images(tmp_path):
     cfg = run_config(tmp_path)
     Path(cfg.holdout).write_text(json.dumps({"content": ["a.jpg", "b.png", "c.png", "d.png"],
