@@ -17,6 +17,7 @@ from pathlib import Path
 
 from styler import images, pipeline, quant
 from styler.data import list_images
+from styler.files import atomic_write
 from styler.net import ENCODER_LAYER
 from styler.split import read_split
 from styler.vgg import VGG19
@@ -39,7 +40,7 @@ def main() -> None:
     files = [*contents, *styles]
     cal = quant.calibrate(VGG19(max_layer=ENCODER_LAYER), (images.read(f, a.size) for f in files))
     out = Path(str(quant.calibration_file()))
-    out.write_text(quant.to_json(cal))
+    atomic_write(out, quant.to_json(cal).encode())
     print(out, cal.scales)
 
 

@@ -1,5 +1,5 @@
-"""Writing files so that a crash never leaves half of one (the one helper every writer uses), and
-styler's per-user cache folder."""
+"""Writing files so that a crash never leaves half of one (every file styler reads back: models,
+checkpoints, images, caches), and styler's per-user cache folder."""
 
 from __future__ import annotations
 

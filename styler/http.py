@@ -7,8 +7,8 @@ Every error is JSON ``{"error": {"code": ..., "message": ...}}``:
     409 not_done (the result of a job that is not done) · read_only (deleting a preset)
     413 too_large (a body over STYLER_MAX_UPLOAD_BYTES, or an image with more than
         STYLER_MAX_PIXELS, read from its header before decoding)
-    415 unsupported_media_type (a body that is not multipart/form-data; an output format other
-        than png, jpeg, webp)
+    415 unsupported_media_type (a body that is not multipart/form-data; an output format not in
+        config.FORMATS)
     422 missing_field
     503 busy (the waiting line or the job queue is full) · timeout · not_ready (no model yet);
         with Retry-After where trying again later can help

@@ -3,7 +3,7 @@
     L(x) = w_c · content(x) + w_s · style(x) + w_tv · tv(x)
 
 * content: relative squared error between VGG features of x and the content target at
-  ``content_layer`` (the content image's features; the trainer may substitute AdaIN's target).
+  ``content_layer`` (the content image's features).
 * style: mean over ``style_layers`` of a relative squared error between feature statistics of x
   and of the style, either channel mean/std ("moments", as in AdaIN) or Gram matrices (Gatys).
 * tv: mean absolute difference of neighbouring pixels (off by default).

@@ -231,6 +231,6 @@ def score(objective: Objective, pair: Pair, x: torch.Tensor) -> dict[str, float]
 
 def encode(x: torch.Tensor, fmt: str, alpha: torch.Tensor | None = None) -> tuple[bytes, str]:
     """An image tensor (with the content's alpha, if any) as ``fmt`` (a key of
-    ``images.FORMATS``): the bytes and their media type."""
+    ``config.FORMATS``): the bytes and their media type."""
     pil_format = images.FORMATS[fmt]
     return images.encode(images.to_pil(x, alpha), pil_format), images.MEDIA_TYPES[pil_format]

@@ -14,6 +14,7 @@ Under ``torchrun`` each rank draws its own pairs and DDP averages gradients; ran
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import threading
@@ -33,6 +34,7 @@ from .config import LAYERS, TrainConfig
 from .curves import CsvLog, plot_run
 from .data import PairStream, fixed_pairs, list_images
 from .engine import Engine
+from .files import atomic_write
 from .lineage import check_same_architecture, read_checkpoint, start_from
 from .losses import Objective
 from .model import StyleNet
@@ -263,9 +265,9 @@ def _save(out: Path, stages: dict[str, nn.Module], opt, stage: str, step: int, e
     state = {"recon": trained, "optimizer": opt.state_dict() if opt else {},
              "stage": stage, "step": step, "elapsed_s": elapsed, "settings": settings,
              "replicas": replicas, "average": average.state_dict()}  # fmt: skip
-    tmp = out / "checkpoint.pt.tmp"
-    torch.save(state, tmp)
-    tmp.replace(out / "checkpoint.pt")
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(out / "checkpoint.pt", buf.getvalue())
     model: StyleNet = stages["recon"].model
     threads = torch.get_num_threads()
     hardware = f"{model.decoder.net[0].weight.device.type} ({threads} thread{'s' * (threads > 1)})"
