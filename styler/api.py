@@ -38,7 +38,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import gallery_api, http
-from .config import DEFAULT_FORMAT, FORMATS, LossConfig
+from .config import DEFAULT_FORMAT, FORMATS, HOST, PORT, LossConfig
 from .forms import MAX_STYLES, Images, Svc, about, multipart, typed
 from .http import ApiError, bad_parameter, busy
 from .images import MEDIA_TYPES
@@ -264,7 +264,7 @@ def create_app(weights: str | Path | StyleNet | None = None, settings: Settings 
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+def serve(host: str = HOST, port: int = PORT, workers: int = 1) -> None:
     """Run the app under uvicorn; each of ``workers`` processes has its own model, limits and job
     threads. SIGTERM: no new connections, open streams get a few seconds, then running jobs stop
     at their next step with a checkpoint that the next start resumes from."""

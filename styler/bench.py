@@ -23,7 +23,7 @@ import torch
 
 from . import gallery, images, pipeline
 from .engine import Engine, cpu_has_native_bf16
-from .params import FastRequest, SolveRequest
+from .params import BENCH_MEGAPIXELS, SIZE, FastRequest, SolveRequest
 
 PEER_CONTENT, PEER_STYLE = "sisley-church-at-moret", "degas-three-dancers"
 
@@ -44,7 +44,7 @@ def _times(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
 
 def _pair(h: int, w: int, g: torch.Generator, device: torch.device) -> pipeline.Pair:
     content = torch.rand(1, 3, h, w, generator=g).to(device)
-    style = torch.rand(1, 3, min(h, 512), min(w, 512), generator=g).to(device)
+    style = torch.rand(1, 3, min(h, SIZE), min(w, SIZE), generator=g).to(device)
     return pipeline.Pair(content, [style], [1.0])
 
 
@@ -54,7 +54,7 @@ def bench(
     sizes: list[int],
     solver_sizes: list[int],
     repeats: int,
-    megapixels: tuple[float, ...] = (1, 4, 16),
+    megapixels: tuple[float, ...] = BENCH_MEGAPIXELS,
     peers: bool = True,
 ) -> None:
     """Print the fast path (first call, median, peak memory), the bf16/fp32 ratio, tiled
@@ -108,12 +108,12 @@ def bench(
         vs = f" = {per_iter[s] / medians[s]:.1f} × one f_θ forward" if s in medians else ""
         print(f"{s:>6}{per_iter[s]:>9.2f} s/iter{vs}")
     if peers:
-        _peers(model, engine, per_iter.get(512), repeats)
+        _peers(model, engine, per_iter.get(SIZE), repeats)
 
 
 def _precision_ratio(model, engine: Engine, g: torch.Generator, repeats: int) -> None:
     """The precisions against fp32 on the same 512 px pair: time and how much outputs differ."""
-    pair = _pair(512, 512, g, engine.device)
+    pair = _pair(SIZE, SIZE, g, engine.device)
     engines = {"fp32": Engine(engine.device, "fp32"), "bf16": Engine(engine.device, "bf16")}
     if engine.int8:
         engines["int8"] = engine

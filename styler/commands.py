@@ -148,8 +148,6 @@ def cmd_bench(a: argparse.Namespace) -> None:
     for s in a.sizes + a.solver_sizes:
         if not MIN_SIDE <= s <= MAX_SIDE:
             raise UsageError(f"sizes must be {MIN_SIDE}…{MAX_SIDE} px, not {s}")
-    if a.repeats < 1:
-        raise UsageError(f"--repeats must be at least 1, not {a.repeats}")
     for mp in a.megapixels:
         if not 0 < mp <= MAX_PIXELS / 1e6:
             raise UsageError(f"--megapixels must be in (0, {MAX_PIXELS / 1e6:g}], not {mp}")

@@ -52,6 +52,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 FORMATS_TEXT = "png, jpg (or jpeg) or webp"
 DEFAULT_FORMAT = "png"  # output type when none is asked for (PNG keeps transparency)
+HOST, PORT = "127.0.0.1", 8000  # where `styler serve` listens unless told
 
 
 def _help(text: str, choices: tuple[str, ...] | None = None, **kw) -> dict:

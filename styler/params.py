@@ -30,6 +30,9 @@ MIN_SIDE = 16  # smallest side f_θ and the VGG can work with (three 2× pooling
 INITS = ("content", "noise", "fast")
 OPTIMIZERS = ("lbfgs", "adam")
 LR = {"lbfgs": 1.0, "adam": 0.02}  # the solver's step size when none is given
+# `styler bench`: fast-path and solver sizes (square), timed runs, tiled megapixels
+BENCH_SIZES, BENCH_SOLVER_SIZES, BENCH_REPEATS = (256, 512, 1024), (256, 512), 5
+BENCH_MEGAPIXELS = (1.0, 4.0, 16.0)
 
 
 def _opt(default: Any, text: str, choices: tuple[str, ...] | None = None) -> Any:

@@ -170,7 +170,6 @@ def test_bad_options_exit_2_with_a_message(files, tmp_path, capsys, extra, fragm
     [
         ["bench", "--sizes", "8"],
         ["bench", "--solver-sizes", "0"],
-        ["bench", "--repeats", "0"],
         ["bench", "--megapixels", "0"],
     ],
 )
@@ -184,6 +183,7 @@ def test_bench_checks_its_numbers_before_any_work(capsys, args):
     [
         ["serve", "--port", "70000"],
         ["serve", "--workers", "0"],
+        ["bench", "--repeats", "0"],
         ["refine", "c.jpg", "s.jpg", "-o", "o.png", "--seed", "1"],  # no noise start: no seed
         ["bench", "--style-scale", "2"],  # bench's pairs are random tensors
     ],
