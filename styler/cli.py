@@ -48,6 +48,7 @@ from .params import (
     BENCH_REPEATS,
     BENCH_SIZES,
     BENCH_SOLVER_SIZES,
+    MIN_SIDE,
     REFINE_ITERS,
     SHEET_HEIGHT,
     EvalConfig,
@@ -72,7 +73,7 @@ def _add_runtime(p: argparse.ArgumentParser) -> None:
 
 
 def _add_save_every(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--save-every", type=int, default=0,
+    p.add_argument("--save-every", type=integer(0), default=0,
                    help="also write the current image to OUTPUT every N iterations")  # fmt: skip
 
 
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_io(p, many_styles=False)
     add_options(p, SolveRequest, skip=("init", "seed", "style_weights"))
-    p.add_argument("--sheet-height", type=int, default=SHEET_HEIGHT,
+    p.add_argument("--sheet-height", type=integer(MIN_SIDE), default=SHEET_HEIGHT,
                    help=f"height of each tile in the sheet (default {SHEET_HEIGHT})")  # fmt: skip
 
     p = command(

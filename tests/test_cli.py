@@ -184,6 +184,8 @@ def test_bench_checks_its_numbers_before_any_work(capsys, args):
         ["serve", "--port", "70000"],
         ["serve", "--workers", "0"],
         ["bench", "--repeats", "0"],
+        ["compare", "c.jpg", "s.jpg", "-o", "o.png", "--sheet-height", "0"],  # failed after solving
+        ["slow", "c.jpg", "s.jpg", "-o", "o.png", "--save-every", "-1"],
         ["refine", "c.jpg", "s.jpg", "-o", "o.png", "--seed", "1"],  # no noise start: no seed
         ["bench", "--style-scale", "2"],  # bench's pairs are random tensors
     ],
