@@ -175,7 +175,7 @@ async def create_job(
     height, width = pair.content.shape[-2:]
     spec = JobSpec(req, up.format, (width, height), pair.scaled)
     try:
-        job = svc.pool.submit(spec.to_dict(), req.iters, up.inputs)
+        job = svc.pool.submit(spec, up.inputs)
     except QueueFull:
         raise busy("the job queue is full; please try again later") from None
     headers = {"Location": f"/v1/jobs/{job.id}"}

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .params import JobSpec
+
 log = logging.getLogger("styler.jobs")
 
 FINISHED = ("done", "failed", "cancelled")  # the other statuses are "queued" and "running"
@@ -66,7 +68,7 @@ _FIELDS = ("id, status, params, step, total, terms, error, created, started, fin
 class Job:
     id: str
     status: str
-    params: dict[str, Any]
+    params: dict[str, Any]  # the stored JobSpec, as the API shows it
     step: int
     total: int
     terms: dict[str, float]
@@ -85,6 +87,10 @@ class Job:
         if self.started is None:
             return None
         return round((self.finished or time.time()) - self.started, 3)
+
+    @property
+    def spec(self) -> JobSpec:
+        return JobSpec.from_dict(self.params)
 
     def to_dict(self) -> dict[str, Any]:
         """The public view: everything but the preview (sent as progress events) and the result."""
@@ -144,8 +150,9 @@ class JobStore:
         cutoff = time.time() - self.retention_s
         return self._exec(f"DELETE FROM jobs WHERE status IN ({statuses}) AND finished < ?", cutoff)
 
-    def add(self, params: dict[str, Any], total: int, inputs: list[tuple[str, bytes]]) -> Job:
+    def add(self, spec: JobSpec, inputs: list[tuple[str, bytes]]) -> Job:
         """A queued job with its inputs (content first), stored in one transaction."""
+        params, total = spec.to_dict(), spec.request.iters
         self.prune()
         job_id = uuid.uuid4().hex
         with self._lock:

@@ -24,7 +24,7 @@ from .losses import LossConfig, Objective
 from .memo import Stats, StyleSource, result_header
 from .model import StyleNet
 from .modelfile import DEFAULT_WEIGHTS
-from .params import FastRequest, JobSpec, SolveRequest
+from .params import FastRequest, SolveRequest
 from .settings import Settings
 from .solver import Progress
 from .workers import Run, WorkerPool
@@ -156,7 +156,7 @@ class Service:
         engine = self.engine
         if engine is None:
             raise ValueError(self.model_error or "the server could not start its engine")
-        spec = JobSpec.from_dict(run.job.params)
+        spec = run.job.spec
         req = spec.request
         if req.init == "fast" and self.model is None:
             raise ValueError(self.model_error or "no model")

@@ -13,9 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from .jobs import INTERNAL, Job, JobStore
+from .params import JobSpec
 
 log = logging.getLogger("styler.workers")
 
@@ -62,11 +62,11 @@ class WorkerPool:
     def full(self) -> bool:
         return self.waiting >= self.queue_size
 
-    def submit(self, params: dict[str, Any], total: int, inputs: list[tuple[str, bytes]]) -> Job:
+    def submit(self, spec: JobSpec, inputs: list[tuple[str, bytes]]) -> Job:
         with self._lock:
             if self.full():
                 raise QueueFull(f"the job queue is full ({self.queue_size} waiting)")
-            job = self.store.add(params, total, inputs)
+            job = self.store.add(spec, inputs)
             self._queue.put(job.id)
         return job
 

@@ -137,9 +137,9 @@ def test_restart_keeps_results_and_resumes_unfinished_jobs(api_client, api_image
     # an older styler that kept no inputs, and one running in another live server process.
     store = JobStore(data / "jobs.sqlite3")
     inputs = [("content 'c.png'", api_images["content"]), ("style 's.jpg'", api_images["style"])]
-    params = JobSpec(SolveRequest(size=32, iters=4), "png", (43, 32)).to_dict()
-    crashed, queued = store.add(params, 4, inputs), store.add(params, 4, inputs)
-    legacy, elsewhere = store.add({"iters": 4}, 4, []), store.add(params, 4, inputs)
+    spec = JobSpec(SolveRequest(size=32, iters=4), "png", (43, 32))
+    crashed, queued = store.add(spec, inputs), store.add(spec, inputs)
+    legacy, elsewhere = store.add(spec, []), store.add(spec, inputs)
     for j in (crashed, legacy, elsewhere):
         assert store.start(j.id)
     store.checkpoint(crashed.id, 2, _state(torch.rand(1, 3, 32, 43)))
@@ -163,9 +163,12 @@ def test_restart_keeps_results_and_resumes_unfinished_jobs(api_client, api_image
         assert job_status(c, elsewhere.id)["status"] == "running"  # another live process's job
 
 
+ONE_STEP = JobSpec(SolveRequest(iters=1), "png", (1, 1))
+
+
 def test_finished_jobs_are_pruned_after_the_retention_time(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite3", retention_s=3600)
-    old, recent = store.add({"iters": 1}, 1, []), store.add({"iters": 1}, 1, [])
+    old, recent = store.add(ONE_STEP, []), store.add(ONE_STEP, [])
     for job, data in ((old, b"x"), (recent, b"y")):
         assert store.start(job.id)
         assert store.finish(job.id, "done", result=data, media_type="image/png")
@@ -177,7 +180,7 @@ def test_finished_jobs_are_pruned_after_the_retention_time(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite3", retention_s=3600)  # pruned on open
     assert store.get(old.id) is None and store.result(old.id) is None
     assert store.result(recent.id) == (b"y", "image/png")
-    running = store.add({"iters": 1}, 1, [])
+    running = store.add(ONE_STEP, [])
     assert store.start(running.id)
     assert store.prune() == 0 and store.get(running.id).status == "running"  # never unfinished
     assert JobStore(tmp_path / "jobs.sqlite3").prune() == 0  # no retention time: everything is kept
