@@ -29,7 +29,7 @@ from styler import pipeline
 from styler.engine import Engine
 from styler.evaluate import load_pairs
 from styler.model import StyleNet
-from styler.params import SIZE, FastRequest, SolveRequest
+from styler.params import SIZE, FastRequest, SolveRequest, Source
 
 
 def fit_pair(model: StyleNet, engine: Engine, objective, pair: pipeline.Pair, req: FastRequest,
@@ -111,7 +111,7 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     for content, style in load_pairs(a.data, None, a.skip + a.pairs)[a.skip :]:
         key = pair_key(content, style)
-        pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
+        pair = pipeline.read_pair(Source.file(content), [Source.file(style)], req)
         model = pipeline.load_model(a.model, engine)  # afresh: each pair starts from f_θ
         history = fit_pair(model, engine, objective, pair, req, a.steps, a.lr, a.every, parts)
         ref = a.cache / f"{reference_key(content, style, a.size, a.ref_iters)}.json"

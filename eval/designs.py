@@ -24,7 +24,7 @@ import torch
 from styler import images, pipeline
 from styler.engine import Engine
 from styler.evaluate import first_reach, load_pairs
-from styler.params import SHEET_HEIGHT, SIZE, FastRequest, SolveRequest
+from styler.params import SHEET_HEIGHT, SIZE, FastRequest, SolveRequest, Source
 from styler.report import sheet
 
 TERMS = ("total", "content", "style_moments", "style_gram")
@@ -182,7 +182,7 @@ def main() -> None:
     for content, style in load_pairs(a.data, a.split, a.skip + a.pairs)[a.skip :]:
         key = pair_key(content, style)
         req = FastRequest(size=a.size, precision=engine.setting)
-        pair = pipeline.read_pair((str(content), content), [(str(style), style)], req)
+        pair = pipeline.read_pair(Source.file(content), [Source.file(style)], req)
         ref = None
         if a.iters:
             ref_key = reference_key(content, style, a.size, a.iters)

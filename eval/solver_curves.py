@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from styler import pipeline
 from styler.engine import Engine
 from styler.evaluate import first_reach, load_pairs
-from styler.params import ITERS, SIZE, SolveRequest
+from styler.params import ITERS, SIZE, SolveRequest, Source
 
 
 def setups() -> dict[str, tuple[str, bool]]:
@@ -98,7 +98,7 @@ def main() -> None:
     runs = setups()
     report = {"size": a.size, "iters": a.iters, "threads": torch.get_num_threads(), "pairs": []}
     for content, style in load_pairs(a.data, None, a.pairs):
-        pair = pipeline.read_pair((str(content), content), [(str(style), style)],
+        pair = pipeline.read_pair(Source.file(content), [Source.file(style)],
                                   SolveRequest(size=a.size))  # fmt: skip
         with ProcessPoolExecutor(len(runs), multiprocessing.get_context("spawn")) as pool:
             keep_at = (a.ratio_at, a.reference_iters)

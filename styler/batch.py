@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from .config import IMAGE_SUFFIXES
+from .params import Source
 
 if TYPE_CHECKING:
     import torch
@@ -115,7 +116,7 @@ def run_batch(stylist: Stylist, contents: Sequence[Path], outputs: Sequence[Path
     with tqdm(total=len(contents), desc="fast", unit="img", dynamic_ncols=True) as bar:
         for src, dst in zip(contents, outputs):
             try:
-                content = pipeline.read_content((str(src), src), stylist.req)
+                content = pipeline.read_content(Source.file(src), stylist.req)
                 tiles = TileBar(src.name, position=1)
                 try:
                     out = stylist(content, tiles)
@@ -168,7 +169,7 @@ def _split_args(a: FastCommand) -> tuple[list[str], list[str]]:
     return contents, styles
 
 
-def _stylist(a: FastCommand, req: FastRequest, styles: list[tuple[str, Path]]) -> Stylist:
+def _stylist(a: FastCommand, req: FastRequest, styles: list[Source]) -> Stylist:
     """The styles decoded, the engine and the model loaded: once for all contents."""
     from . import pipeline
 
@@ -177,11 +178,11 @@ def _stylist(a: FastCommand, req: FastRequest, styles: list[tuple[str, Path]]) -
     return Stylist(pipeline.load_model(a.weights, engine), engine, req, decoded)
 
 
-def styles_of(names: list[str]) -> list[tuple[str, Path]]:
-    """(name, file) of each style: a file, or a preset's id."""
+def styles_of(names: list[str]) -> list[Source]:
+    """Each style named on the command line: a file, or a preset's id."""
     from . import gallery
 
-    return [(s, gallery.resolve_style(s)) for s in names]
+    return [Source(s, gallery.resolve_style(s)) for s in names]
 
 
 def scaled_note(path: str | Path, scaled: str) -> str:
@@ -202,7 +203,7 @@ def fast(a: FastCommand, req: FastRequest) -> int:
     contents = expand(content_args)
     styles = styles_of(style_args)
     outputs = output_paths(contents, Path(a.out_dir), f".{a.format}",
-                           [*contents, *(p for _, p in styles)])  # fmt: skip
+                           [*contents, *(s.data for s in styles)])  # fmt: skip
     stylist = _stylist(a, req, styles)
     Path(a.out_dir).mkdir(parents=True, exist_ok=True)
     failed = run_batch(stylist, contents, outputs)
@@ -215,9 +216,9 @@ def _one(a: FastCommand, req: FastRequest, path: Path, style_args: list[str]) ->
     """One content to ``-o``: every input judged before the model loads; a bad one is an error."""
     from . import images, pipeline
 
-    content = pipeline.read_content((str(path), path), req)
+    content = pipeline.read_content(Source.file(path), req)
     styles = styles_of(style_args)
-    images.check_output(a.output, [path, *(p for _, p in styles)])
+    images.check_output(a.output, [path, *(s.data for s in styles)])
     stylist = _stylist(a, req, styles)
     if content.scaled:
         print(scaled_note(path, content.scaled))

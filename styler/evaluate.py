@@ -37,7 +37,7 @@ from . import pipeline
 from .engine import Engine
 from .losses import LossConfig, Objective
 from .model import StyleNet
-from .params import EvalConfig, SolveRequest
+from .params import EvalConfig, SolveRequest, Source
 from .solver import Progress
 from .split import read_split
 
@@ -123,8 +123,7 @@ def run_pair(
     output, all through the pipeline."""
     req = SolveRequest(size=cfg.size, iters=max(cfg.iters), seed=cfg.seed,
                        precision=engine.precision, loss=objective.config)  # fmt: skip
-    pair = pipeline.read_pair(*((str(p), p) for p in paths[:1]), [(str(paths[1]), paths[1])],
-                              req, engine.device)  # fmt: skip
+    pair = pipeline.read_pair(Source.file(paths[0]), [Source.file(paths[1])], req, engine.device)
     fast_req = pipeline.fast_of(req)
     pipeline.stylize(model, engine, pair, fast_req)
     _sync(engine)

@@ -12,8 +12,7 @@ from fastapi import Depends, File, Form, Request, UploadFile
 from .config import DEFAULT_FORMAT, FORMATS, FORMATS_TEXT
 from .function import normalize_weights
 from .http import ApiError, bad_parameter
-from .memo import StyleSource
-from .params import SIZE, FastRequest
+from .params import SIZE, FastRequest, Source
 from .service import Service
 
 MAX_STYLES = 4
@@ -68,8 +67,8 @@ class Uploads:
 
     def __init__(
         self,
-        content: tuple[str, bytes],
-        styles: list[StyleSource],
+        content: Source,
+        styles: list[Source],
         common: dict[str, Any],
         size: int | None,
         fmt: str,
@@ -79,9 +78,9 @@ class Uploads:
         self._common, self._size, self._max_size = common, size, max_size
 
     @property
-    def inputs(self) -> list[tuple[str, bytes]]:
+    def inputs(self) -> list[Source]:
         """Content, then styles: what a job stores."""
-        return [self.content, *((s.name, s.data) for s in self.styles)]
+        return [self.content, *self.styles]
 
     def common(self, cls: type) -> dict[str, Any]:
         """The shared options for request ``cls``; no size given: its default (capped)."""
@@ -132,12 +131,12 @@ async def _uploads(
         raise ApiError(422, "missing_field", "missing field: style (or style_id)")
     if len(uploads) + len(ids) > MAX_STYLES:
         raise bad_parameter(f"{len(uploads) + len(ids)} style images; at most {MAX_STYLES}")
-    styles = [StyleSource(f"style '{f.filename}'", await f.read()) for f in uploads]
+    styles = [Source(f"style '{f.filename}'", await f.read()) for f in uploads]
     styles += [svc.style_source(sid) for sid in ids]
     precision = svc.engine.setting if svc.engine else _FAST.precision
     weights = _weights(style_weights, len(styles))
     common = {"style_weights": weights, "style_scale": style_scale, "precision": precision}
-    content_in = (f"content '{content.filename}'", await content.read())
+    content_in = Source(f"content '{content.filename}'", await content.read())
     return Uploads(content_in, styles, common, size, format.lower(), svc.settings.max_size)
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .params import JobSpec
+from .params import JobSpec, Source
 
 log = logging.getLogger("styler.jobs")
 
@@ -150,7 +150,7 @@ class JobStore:
         cutoff = time.time() - self.retention_s
         return self._exec(f"DELETE FROM jobs WHERE status IN ({statuses}) AND finished < ?", cutoff)
 
-    def add(self, spec: JobSpec, inputs: list[tuple[str, bytes]]) -> Job:
+    def add(self, spec: JobSpec, inputs: list[Source]) -> Job:
         """A queued job with its inputs (content first), stored in one transaction."""
         params, total = spec.to_dict(), spec.request.iters
         self.prune()
@@ -165,7 +165,7 @@ class JobStore:
                 )
                 self._db.executemany(
                     "INSERT INTO inputs (job, position, name, data) VALUES (?, ?, ?, ?)",
-                    [(job_id, i, name, data) for i, (name, data) in enumerate(inputs)],
+                    [(job_id, i, s.name, s.data) for i, s in enumerate(inputs)],
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -183,9 +183,9 @@ class JobStore:
         job.params, job.terms = json.loads(job.params), json.loads(job.terms)
         return job
 
-    def inputs(self, job_id: str) -> list[tuple[str, bytes]]:
+    def inputs(self, job_id: str) -> list[Source]:
         q = "SELECT name, data FROM inputs WHERE job = ? ORDER BY position"
-        return [(name, bytes(data)) for name, data in self._rows(q, job_id)]
+        return [Source(name, bytes(data)) for name, data in self._rows(q, job_id)]
 
     def result(self, job_id: str) -> tuple[bytes, str] | None:
         q = "SELECT result, media_type FROM jobs WHERE id = ? AND status = 'done'"

@@ -15,8 +15,6 @@ not cached), for the ``X-Styler-Cache`` header.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from . import pipeline
@@ -26,20 +24,11 @@ from .function import StyleCode
 from .gallery import StyleStore
 from .images import size_of
 from .model import Encoded, StyleNet
-from .params import Inputs
+from .params import Inputs, Source
 from .tiles import TILE_PIXELS
 
 STYLE_SHARE = 16  # style codes get 1/16 of the cache (a code is ~70 kB, an encoding MBs)
 STORED_SIZES = 8  # working sizes of one named style whose codes are kept on disk
-
-
-@dataclass(frozen=True)
-class StyleSource:
-    """A style image's bytes, the name its errors use and, for a named style, its id."""
-
-    name: str
-    data: bytes
-    id: str | None = None
 
 
 class Stats:
@@ -61,14 +50,14 @@ class Stats:
             return enc, "hit"
         return self.encodings.put(key, pipeline.encode_content(model, engine, content.rgb)), "miss"
 
-    def code(self, model: StyleNet, engine: Engine, style: StyleSource, content_wh: tuple[int, int],
+    def code(self, model: StyleNet, engine: Engine, style: Source, content_wh: tuple[int, int],
              req: Inputs, limits: pipeline.Limits) -> tuple[StyleCode, str]:  # fmt: skip
         """A style's code at its working size for this content, and how the caches did."""
         short = min(content_wh)  # the style's working size follows the content's shorter side
         key = (model.identity, digest(style.data), short, req.style_scale, limits.max_side)
         if (code := self.codes.get(key)) is not None:
             return code, "hit"
-        im = pipeline.load_style((style.name, style.data), limits)
+        im = pipeline.load_style(style, limits)
         fitted = pipeline.fit_style(im, content_wh, req, limits)
         code, how = None, "miss"
         if style.id:

@@ -35,6 +35,20 @@ BENCH_SIZES, BENCH_SOLVER_SIZES, BENCH_REPEATS = (256, 512, 1024), (256, 512), 5
 BENCH_MEGAPIXELS = (1.0, 4.0, 16.0)
 
 
+@dataclass(frozen=True)
+class Source:
+    """An input image (a file or its bytes), the name its errors use (``content 'photo.jpg'``)
+    and, for a style of the gallery, its id (the key of its stored codes)."""
+
+    name: str
+    data: str | Path | bytes
+    id: str | None = None
+
+    @classmethod
+    def file(cls, path: str | Path) -> Source:
+        return cls(str(path), path)
+
+
 def _opt(default: Any, text: str, choices: tuple[str, ...] | None = None) -> Any:
     meta = {"help": text, **({"choices": choices} if choices else {})}
     return field(default=default, metadata=meta)

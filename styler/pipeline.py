@@ -21,11 +21,8 @@ from .images import ImageError
 from .losses import LossConfig, Objective
 from .model import Encoded, StyleNet
 from .modelfile import save_int8_scales
-from .params import MIN_SIDE, FastRequest, Inputs, SolveRequest
+from .params import MIN_SIDE, FastRequest, Inputs, SolveRequest, Source
 from .solver import Progress, Result, solve_pair
-
-Source = tuple[str, "str | Path | bytes"]
-"""An input image and the name its errors use: ``("content 'photo.jpg'", b"...")``."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +76,8 @@ def _wxh(wh: images.Size) -> str:
 def read_content(src: Source, req: Inputs, limits: Limits = Limits()) -> Content:
     """The content at the request's size (shorter side; 0 keeps the original), the shorter side
     within ``limits.max_size`` and the longer within ``limits.max_side``, with its alpha."""
-    name, data = src
-    rgb, alpha = images.load_rgba(data, name, limits.max_pixels)
+    name = src.name
+    rgb, alpha = images.load_rgba(src.data, name, limits.max_pixels)
     asked = req.size or min(rgb.size)
     short = min(asked, limits.max_size or asked)
     fitted, capped = images.fit_content(rgb, short, limits.max_side)
@@ -96,7 +93,7 @@ def read_content(src: Source, req: Inputs, limits: Limits = Limits()) -> Content
 
 def load_style(src: Source, limits: Limits = Limits()) -> Image.Image:
     """A style image, decoded and checked (not yet sized: that depends on the content)."""
-    return images.load(src[1], src[0], limits.max_pixels)
+    return images.load(src.data, src.name, limits.max_pixels)
 
 
 def fit_style(im: Image.Image, content_wh: images.Size, req: Inputs,
@@ -179,7 +176,7 @@ def calibrate_int8(weights: str | Path, pairs: Sequence[tuple[Path, Path]], size
     req = FastRequest(size=size, precision="fp32")
     for content, style in pairs if model.blocks else ():
         try:
-            pair = read_pair((str(content), content), [(str(style), style)], req)
+            pair = read_pair(Source.file(content), [Source.file(style)], req)
         except ImageError:
             continue
         stylize(model, engine, pair, req)

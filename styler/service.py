@@ -21,10 +21,10 @@ from .gallery import StyleEntry, StyleStore
 from .http import RETRY_AFTER_S, ApiError, Limiter
 from .jobs import JobStore
 from .losses import LossConfig, Objective
-from .memo import Stats, StyleSource, result_header
+from .memo import Stats, result_header
 from .model import StyleNet
 from .modelfile import DEFAULT_WEIGHTS
-from .params import FastRequest, SolveRequest
+from .params import FastRequest, SolveRequest, Source
 from .settings import Settings
 from .solver import Progress
 from .workers import Run, WorkerPool
@@ -106,12 +106,12 @@ class Service:
             raise ApiError(503, "not_ready", message, None if self.model_error else RETRY_AFTER_S)
         return self.model
 
-    def read(self, inputs: list[tuple[str, bytes]], req: FastRequest | SolveRequest):
+    def read(self, inputs: list[Source], req: FastRequest | SolveRequest):
         """Content and styles decoded (every image judged by decoding it) at the request's size."""
         device = self.engine.device if self.engine else "cpu"
         return pipeline.read_pair(inputs[0], inputs[1:], req, device, self.limits)
 
-    def stylize(self, content: tuple[str, bytes], styles: list[StyleSource], req: FastRequest,
+    def stylize(self, content: Source, styles: list[Source], req: FastRequest,
                 fmt: str) -> Rendered:  # fmt: skip
         """The fast path, start to end (runs in a thread): decode the content, its encoding and the
         styles' codes from the cache or computed, f_θ's decoder, encode."""
@@ -119,7 +119,7 @@ class Service:
         assert engine is not None
         decoded = pipeline.read_content(content, req, self.limits)
         found = [self.stats.code(model, engine, s, decoded.size, req, self.limits) for s in styles]
-        encoded, how = self.stats.encoding(model, engine, content[1], decoded)
+        encoded, how = self.stats.encoding(model, engine, content.data, decoded)
         codes = [code for code, _ in found]
         out = pipeline.stylize_codes(model, engine, decoded.rgb, codes, req, encoded=encoded)
         data, media_type = pipeline.encode(out, fmt, decoded.alpha)
@@ -138,9 +138,9 @@ class Service:
                         self.limits)  # fmt: skip
         return entry
 
-    def style_source(self, sid: str) -> StyleSource:
+    def style_source(self, sid: str) -> Source:
         """A preset's or an upload's bytes (:class:`~styler.gallery.StyleNotFound` if none)."""
-        return StyleSource(f"style '{sid}'", self.styles.get(sid).path.read_bytes(), sid)
+        return Source(f"style '{sid}'", self.styles.get(sid).path.read_bytes(), sid)
 
     def _objective(self, loss: LossConfig, engine: Engine) -> Objective:
         """One objective (and its VGG) per loss configuration, shared by the job threads."""

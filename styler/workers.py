@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .jobs import INTERNAL, Job, JobStore
-from .params import JobSpec
+from .params import JobSpec, Source
 
 log = logging.getLogger("styler.workers")
 
@@ -25,7 +25,7 @@ class Run:
     """What a worker hands the work function for one job."""
 
     job: Job
-    inputs: list[tuple[str, bytes]]
+    inputs: list[Source]
     resume: tuple[int, bytes] | None  # the latest checkpoint: step and saved state
     progress: Callable[[int, dict[str, float], str | None], bool]  # True: stop now
     checkpoint: Callable[[int, bytes], None]
@@ -62,7 +62,7 @@ class WorkerPool:
     def full(self) -> bool:
         return self.waiting >= self.queue_size
 
-    def submit(self, spec: JobSpec, inputs: list[tuple[str, bytes]]) -> Job:
+    def submit(self, spec: JobSpec, inputs: list[Source]) -> Job:
         with self._lock:
             if self.full():
                 raise QueueFull(f"the job queue is full ({self.queue_size} waiting)")

@@ -10,7 +10,7 @@ from core_helpers import pattern, pixels, saved
 from PIL import Image
 
 from styler.images import AlphaDropped, load_rgba, save, to_pil
-from styler.params import Inputs
+from styler.params import Inputs, Source
 from styler.pipeline import Limits, read_content
 
 
@@ -56,24 +56,24 @@ def test_opaque_images_have_no_alpha(tmp_path):
 
 def test_a_content_gives_colour_and_alpha_tensors_of_the_same_size(tmp_path):
     path = saved(rgba_pattern(60, 40), tmp_path / "t.png")
-    d = read_content(("t.png", path), Inputs(size=0))
+    d = read_content(Source("t.png", path), Inputs(size=0))
     assert d.rgb.shape == (1, 3, 40, 60) and d.alpha.shape == (1, 1, 40, 60)
     assert d.size == d.original == (60, 40) and d.scaled is None
     assert d.alpha[0, 0, 0, 0] == 0 and d.alpha[0, 0, 0, -1] == 1
-    small = read_content(("t.png", path.read_bytes()), Inputs(size=20))
+    small = read_content(Source("t.png", path.read_bytes()), Inputs(size=20))
     assert small.rgb.shape == (1, 3, 20, 30) and small.alpha.shape == (1, 1, 20, 30)
     assert small.original == (60, 40) and small.scaled is None
-    capped = read_content(("t.png", path), Inputs(size=0), Limits(max_side=30))
+    capped = read_content(Source("t.png", path), Inputs(size=0), Limits(max_side=30))
     assert capped.size == (30, 20) and capped.alpha.shape[-2:] == (20, 30)
     assert capped.scaled == "60x40->30x20"
     opaque = saved(pattern(16, 16), tmp_path / "o.jpg")
-    assert read_content(("o.jpg", opaque), Inputs(size=0)).alpha is None
+    assert read_content(Source("o.jpg", opaque), Inputs(size=0)).alpha is None
 
 
 @pytest.mark.parametrize("suffix", [".png", ".webp"])
 def test_alpha_round_trips_through_png_and_webp(tmp_path, suffix):
     source = rgba_pattern(48, 32)
-    d = read_content(("in.png", saved(source, tmp_path / "in.png")), Inputs(size=0))
+    d = read_content(Source("in.png", saved(source, tmp_path / "in.png")), Inputs(size=0))
     save(to_pil(d.rgb, d.alpha), tmp_path / f"out{suffix}")
     out = Image.open(tmp_path / f"out{suffix}")
     assert out.mode == "RGBA"

@@ -12,7 +12,7 @@ import torch
 from api_helpers import decode, error_of, events, files_of, job_status, submit
 
 from styler.jobs import JobStore
-from styler.params import JobSpec, SolveRequest
+from styler.params import JobSpec, SolveRequest, Source
 from styler.service import _state
 
 # ---- jobs ----
@@ -136,7 +136,8 @@ def test_restart_keeps_results_and_resumes_unfinished_jobs(api_client, api_image
     # As if a server had crashed: a job checkpointed at step 2 of 4, one queued, one accepted by
     # an older styler that kept no inputs, and one running in another live server process.
     store = JobStore(data / "jobs.sqlite3")
-    inputs = [("content 'c.png'", api_images["content"]), ("style 's.jpg'", api_images["style"])]
+    inputs = [Source("content 'c.png'", api_images["content"]),
+              Source("style 's.jpg'", api_images["style"])]  # fmt: skip
     spec = JobSpec(SolveRequest(size=32, iters=4), "png", (43, 32))
     crashed, queued = store.add(spec, inputs), store.add(spec, inputs)
     legacy, elsewhere = store.add(spec, []), store.add(spec, inputs)

@@ -6,7 +6,7 @@ import torch
 
 from styler import gallery, pipeline
 from styler.engine import Engine
-from styler.params import FastRequest
+from styler.params import FastRequest, Source
 
 
 def high_frequency_energy(x: torch.Tensor) -> float:
@@ -19,8 +19,8 @@ def high_frequency_energy(x: torch.Tensor) -> float:
 def test_a_larger_style_scale_gives_coarser_texture():
     engine = Engine.create("cpu", "fp32")
     model = pipeline.load_model(None, engine)  # the shipped model: texture comes from training
-    content = ("content", gallery.preset_path("sisley-church-at-moret"))
-    style = ("style", gallery.preset_path("caravaggio-calling-of-saint-matthew"))
+    content = Source("content", gallery.preset_path("sisley-church-at-moret"))
+    style = Source("style", gallery.preset_path("caravaggio-calling-of-saint-matthew"))
     energy = {}
     for scale in (0.5, 2.0):
         req = FastRequest(size=256, style_scale=scale, precision="fp32")
