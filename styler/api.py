@@ -10,7 +10,7 @@ Endpoints (OpenAPI docs at /docs)::
     GET    /v1/styles/{id}/thumbnail, DELETE /v1/styles/{id}
     POST   /v1/jobs               the solver as a durable background job → 202 {"id": ...}
     GET    /v1/jobs/{id}          status, step/total, loss terms, timing, note
-    GET    /v1/jobs/{id}/events   Server-Sent Events: "progress" (with a ≤ 256 px JPEG preview
+    GET    /v1/jobs/{id}/events   Server-Sent Events: "progress" (with a small JPEG preview
                                   when there is a new one) while it runs, then one "end"
     GET    /v1/jobs/{id}/result   the image of a finished job
     DELETE /v1/jobs/{id}          cancel (a queued job at once, a running one at its next step)

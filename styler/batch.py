@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from .config import IMAGE_SUFFIXES
+from .files import images_in
 from .params import Source
 
 if TYPE_CHECKING:
@@ -36,8 +36,7 @@ def expand(args: Iterable[str]) -> list[Path]:
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            hits = sorted(p for p in path.iterdir()
-                          if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())  # fmt: skip
+            hits = images_in(path)
         elif not path.exists() and any(c in arg for c in _GLOB):
             hits = sorted(Path(p) for p in glob.glob(arg) if Path(p).is_file())
         else:

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .config import IMAGE_SUFFIXES
+from .files import images_in
 from .images import ImageError, load, to_tensor
 from .split import read_split
 
@@ -20,9 +20,7 @@ def list_images(folder: str | Path, exclude: set[str] | frozenset[str] = frozens
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a directory")
-    files = sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in exclude
-    )
+    files = [p for p in images_in(folder) if p.name not in exclude]
     if not files:
         raise FileNotFoundError(f"{folder}: no images (.jpg, .png, .webp …) found")
     return files

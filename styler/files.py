@@ -1,11 +1,13 @@
-"""Writing files so that a crash never leaves half of one (every file styler reads back: models,
-checkpoints, images, caches), and styler's per-user cache folder."""
+"""Files: writing them so that a crash never leaves half of one (every file styler reads back:
+models, checkpoints, images, caches), the image files of a folder, and styler's cache folder."""
 
 from __future__ import annotations
 
 import os
 import secrets
 from pathlib import Path
+
+from .config import IMAGE_SUFFIXES
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -17,6 +19,11 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def images_in(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix, ``config.IMAGE_SUFFIXES``), by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def cache_dir() -> Path:

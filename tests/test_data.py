@@ -18,6 +18,7 @@ from styler.targets import TargetCache
 def test_list_images_skips_held_out_and_non_image_files(tmp_path):
     folder = image_folder(tmp_path / "c", ["b.png", "a.JPG", "c.webp"])
     (folder / "notes.txt").write_text("not an image")
+    (folder / "d.jpg").mkdir()  # a folder named like an image is not one
     assert [p.name for p in list_images(folder)] == ["a.JPG", "b.png", "c.webp"]
     assert [p.name for p in list_images(folder, {"b.png", "x.png"})] == ["a.JPG", "c.webp"]
 
