@@ -76,9 +76,9 @@ def reference_key(content: Path, style: Path, size: int, iters: int) -> str:
 
 
 def score(objective, engine: Engine, pair, x: torch.Tensor, ref: dict | None,
-          refine: int, coarse: bool) -> dict:  # fmt: skip
+          refine: int) -> dict:  # fmt: skip
     """L's terms of x; with a reference, the equivalent iterations and (``refine``) L after
-    that many solver iterations started from x (``coarse``: to fine, as ``styler refine``)."""
+    that many solver iterations started from x (at full size, as ``styler refine``)."""
     s = pipeline.score(objective, pair, x)
     entry = {k: s[k] for k in TERMS}
     if ref:
@@ -88,7 +88,7 @@ def score(objective, engine: Engine, pair, x: torch.Tensor, ref: dict | None,
         )
         entry |= {"equivalent_iterations": eq, "censored": censored}
     if ref and refine:
-        req = SolveRequest(iters=refine, coarse=coarse, precision=engine.precision)
+        req = SolveRequest(iters=refine, precision=engine.precision)
         run = pipeline.solve(req, pair, engine, objective=objective, start=pipeline.Start(0, x))
         entry["refined"] = run.history[-1]["total"]
         entry["refined_s"] = run.history[-1]["elapsed_s"]
@@ -165,9 +165,6 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=200, help="solver iterations of the reference")
     p.add_argument("--ratio-at", type=int, default=100, help="the reference's iteration for ratios")
     p.add_argument("--refine", type=int, default=20, help="refinement iterations after f_θ")
-    p.add_argument("--refine-coarse", action=argparse.BooleanOptionalAction,
-                   default=SolveRequest().coarse, help="refine coarse to fine, as `styler "
-                   "refine` does by default (--no-refine-coarse: all at full size)")  # fmt: skip
     p.add_argument("--cache", type=Path, default=SOLVER_CACHE)
     p.add_argument("--bench", type=int, default=SIZE)
     p.add_argument("--repeats", type=int, default=5)
@@ -200,7 +197,7 @@ def main() -> None:
         outs |= {n: pipeline.stylize(m, engine, pair, req) for n, m in models.items()}
         for n, x in outs.items():
             refine = a.refine if n in models else 0
-            row["models"][n] = score(objective, engine, pair, x, ref, refine, a.refine_coarse)
+            row["models"][n] = score(objective, engine, pair, x, ref, refine)
         rows.append(row)
         shown.append(
             [pair.content, pair.styles[0], *outs.values(), *([ref["image_at"]] if ref else [])]
@@ -214,7 +211,7 @@ def main() -> None:
             summary[n]["latency_s"] = latency(m, engine, a.bench, a.repeats)
     a.out.mkdir(parents=True, exist_ok=True)
     report = {"size": a.size, "pairs": len(rows), "solver_iters": a.iters,
-              "ratio_at": a.ratio_at, "refine": a.refine, "refine_coarse": a.refine_coarse,
+              "ratio_at": a.ratio_at, "refine": a.refine,
               "precision": engine.setting, "summary": summary, "rows": rows}  # fmt: skip
     (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (a.out / "report.md").write_text(to_markdown(report))

@@ -122,7 +122,11 @@ class SolveRequest(Inputs):
         None, f"step size (default: {LR['lbfgs']:g} for L-BFGS, {LR['adam']:g} for Adam)"
     )
     seed: int = _opt(0, "seed of the noise start image")
-    coarse: bool = _opt(True, "solve at half size first (from 256 px up), then at full size")
+    coarse: bool = _opt(
+        True,
+        "solve at half size first (from 256 px up), then at full size; a start from f_θ's "
+        "output (init fast) is always refined at full size",
+    )
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:

@@ -207,6 +207,10 @@ def solve(
     ``model``). Progress steps count from the request's start, so a resumed run reports
     step N + 1 … iters; the callback returning True stops it."""
     objective = objective or objective_for(req.loss, engine)
+    # Coarse to fine finds structure from the content or noise; from f_θ's output (a start at
+    # step 0, or a resumed refinement) halving the image would blur the detail f_θ made
+    # (f_θ + 20 at 512 px, median of 4 held-out pairs: L 0.600 coarse to fine, 0.479 not).
+    coarse = req.coarse and req.init != "fast" and not (start is not None and start.step == 0)
     if start is None and req.init == "fast":
         if model is None:
             raise ValueError("init 'fast' needs f_θ")
@@ -214,7 +218,7 @@ def solve(
     return solve_pair(
         objective, pair.content, pair.styles, pair.weights, req.iters,
         start.image if start else req.init, first_step=start.step if start else 0,
-        coarse=req.coarse, optimizer=req.optimizer, lr=req.lr, seed=req.seed,
+        coarse=coarse, optimizer=req.optimizer, lr=req.lr, seed=req.seed,
         callback=callback, engine=engine,
     )  # fmt: skip
 

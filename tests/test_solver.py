@@ -6,8 +6,11 @@ import pytest
 import torch
 from core_helpers import FAST_LOSS, pattern_tensor, shared_vgg
 
+from styler import pipeline
 from styler.engine import Engine, cpu_has_native_bf16
 from styler.losses import Objective, Targets
+from styler.model import StyleNet
+from styler.params import SolveRequest
 from styler.solver import Progress, initial_image, solve, solve_pair
 
 
@@ -107,6 +110,24 @@ def test_coarse_to_fine_solves_at_half_size_first_and_ends_at_full_size():
     assert [row["step"] for row in result.history] == list(range(7))
     assert result.image.shape == content.shape
     assert result.history[-1]["total"] < result.history[0]["total"]
+
+
+def test_a_solve_from_f_thetas_output_refines_at_full_size():
+    """Halving a start image blurs it: refinement skips the half-size stage, whether it starts
+    from f_θ (init fast) or from an image at step 0; a solve from the content keeps it."""
+    obj, engine = Objective(FAST_LOSS, shared_vgg("relu4_1")), Engine.create("cpu", "fp32")
+    pair = pipeline.Pair(pattern_tensor(256, 256, seed=0), [pattern_tensor(64, 64, seed=4)], [1.0])
+    model = StyleNet.build(seed=0)
+
+    def sizes(req: SolveRequest, **start) -> list[int]:
+        seen = []
+        pipeline.solve(req, pair, engine, model=model, objective=obj,
+                       callback=lambda p: seen.append(p.image.shape[-1]), **start)  # fmt: skip
+        return seen
+
+    assert sizes(SolveRequest(iters=2, init="fast")) == [256, 256]
+    assert sizes(SolveRequest(iters=2), start=pipeline.Start(0, pair.content.clone())) == [256, 256]
+    assert sizes(SolveRequest(iters=2)) == [128, 256]  # from the content: coarse to fine
 
 
 def test_a_resumed_solve_continues_from_its_step_and_image():
