@@ -77,6 +77,11 @@ def _add_save_every(p: argparse.ArgumentParser) -> None:
                    help="also write the current image to OUTPUT every N iterations")  # fmt: skip
 
 
+def _spaced(values: tuple[float, ...]) -> str:
+    """A default list as the option takes it: ``256 512 1024``."""
+    return " ".join(f"{v:g}" for v in values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="styler", description="Neural style transfer: a per-image "
                                  "solver (slow), an amortized network f_θ (fast), and the bridge "
@@ -180,14 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_runtime(p)
     add_options(p, Inputs, skip=("size", "style_scale", "style_weights"))
-    for flag, default, text in (
-        ("--sizes", BENCH_SIZES, "fast-path image sizes, square"),
-        ("--solver-sizes", BENCH_SOLVER_SIZES, "solver image sizes, square"),
-        ("--megapixels", BENCH_MEGAPIXELS, "tiled fast path at these megapixels; none: skip it"),
-    ):
-        shown = " ".join(f"{v:g}" for v in default)
-        p.add_argument(flag, type=type(default[0]), nargs="*" if flag == "--megapixels" else "+",
-                       default=list(default), help=f"{text} (default {shown})")  # fmt: skip
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=list(BENCH_SIZES),
+        help=f"fast-path image sizes, square (default {_spaced(BENCH_SIZES)})",
+    )
+    p.add_argument(
+        "--solver-sizes",
+        type=int,
+        nargs="+",
+        default=list(BENCH_SOLVER_SIZES),
+        help=f"solver image sizes, square (default {_spaced(BENCH_SOLVER_SIZES)})",
+    )
+    p.add_argument("--megapixels", type=float, nargs="*", default=list(BENCH_MEGAPIXELS),
+                   help="tiled fast path at these megapixels; none: skip it (default "
+                        f"{_spaced(BENCH_MEGAPIXELS)})")  # fmt: skip
     p.add_argument(
         "--repeats",
         type=integer(1),

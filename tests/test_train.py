@@ -168,11 +168,7 @@ def test_init_gives_a_model_without_skips_skips_that_start_at_zero(tmp_path):
     model.save(tmp_path / "skips.safetensors")
     back = run_config(tmp_path, encoder="vgg", init=str(tmp_path / "skips"))
     with pytest.raises(ValueError, match="a vgg/wct/skips model, but this run trains vgg/wct "):
-        start_from(
-            vgg_net(),
-            back,
-            shared_vgg("relu3_1"),
-        )
+        start_from(vgg_net(), back, shared_vgg("relu3_1"))
 
 
 def test_init_adds_blocks_that_start_as_the_identity_but_never_drops_them(tmp_path):
