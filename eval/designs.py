@@ -75,10 +75,14 @@ def reference_key(content: Path, style: Path, size: int, iters: int) -> str:
     return f"{pair_key(content, style)}-{size}-{iters}"
 
 
-def score(objective, engine: Engine, pair, x: torch.Tensor, ref: dict | None,
-          refine: int) -> dict:  # fmt: skip
+def score(objective, engine: Engine, pair, x: torch.Tensor, ref: dict | None, refine: int,
+          refine_to: int = 0, goals: dict[str, float] | None = None) -> dict:  # fmt: skip
     """L's terms of x; with a reference, the equivalent iterations and (``refine``) L after
-    that many solver iterations started from x (at full size, as ``styler refine``)."""
+    that many solver iterations started from x (at full size, as ``styler refine``).
+
+    With ``refine_to`` the same refinement goes on to that many iterations, and for each of
+    ``goals`` (name → the solver's L) records the iterations it took to reach it: R_to_<name>.
+    """
     s = pipeline.score(objective, pair, x)
     entry = {k: s[k] for k in TERMS}
     if ref:
@@ -88,10 +92,15 @@ def score(objective, engine: Engine, pair, x: torch.Tensor, ref: dict | None,
         )
         entry |= {"equivalent_iterations": eq, "censored": censored}
     if ref and refine:
-        req = SolveRequest(iters=refine, precision=engine.precision)
+        req = SolveRequest(iters=max(refine, refine_to), precision=engine.precision)
         run = pipeline.solve(req, pair, engine, objective=objective, start=pipeline.Start(0, x))
-        entry["refined"] = run.history[-1]["total"]
-        entry["refined_s"] = run.history[-1]["elapsed_s"]
+        entry["refined"] = run.history[refine]["total"]
+        entry["refined_s"] = run.history[refine]["elapsed_s"]
+        for name, goal in (goals or {}).items():
+            r, censored = first_reach(
+                [h["step"] for h in run.history], [h["total"] for h in run.history], goal
+            )
+            entry |= {f"R_to_{name}": r, f"R_to_{name}_censored": censored}
     return entry
 
 
@@ -115,12 +124,20 @@ def summarize(rows: list[dict], n: str, a: argparse.Namespace) -> dict:
             out[f"refined_le_solver{a.iters}"] = sum(
                 x <= y for x, y in zip(refined, final, strict=True)
             ) / len(rows)
+        for goal in ("solver_at", "solver_end"):
+            if f"R_to_{goal}" in rows[0]["models"][n]:
+                out[f"R_to_{goal}"] = med(f"R_to_{goal}")
+                out[f"R_to_{goal}_censored"] = sum(
+                    r["models"][n][f"R_to_{goal}_censored"] for r in rows
+                )
     return out
 
 
 COLUMNS = {"L": ".3f", "content": ".3f", "style_moments": ".4f", "style_gram": ".4f",
            "content_ratio": ".2f", "gram_ratio": ".2f", "L_ratio": ".2f",
            "equivalent_iterations": ".1f", "refined_L": ".3f", "refined_s": ".0f",
+           "R_to_solver_at": ".1f", "R_to_solver_at_censored": "d", "R_to_solver_end": ".1f",
+           "R_to_solver_end_censored": "d",
            "latency_s": ".3f", "params": ",d"}  # fmt: skip
 
 
@@ -165,6 +182,10 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=200, help="solver iterations of the reference")
     p.add_argument("--ratio-at", type=int, default=100, help="the reference's iteration for ratios")
     p.add_argument("--refine", type=int, default=20, help="refinement iterations after f_θ")
+    p.add_argument("--refine-to", type=int, default=0, help="continue that refinement to this "
+                   "many iterations, and report the iterations it took to reach the solver's L "
+                   "at --ratio-at (R_to_solver_at) and at --iters (R_to_solver_end); a median "
+                   "that does not reach it is censored at --refine-to (a lower bound)")  # fmt: skip
     p.add_argument("--cache", type=Path, default=SOLVER_CACHE)
     p.add_argument("--bench", type=int, default=SIZE)
     p.add_argument("--repeats", type=int, default=5)
@@ -195,9 +216,12 @@ def main() -> None:
             outs[n] = torch.nn.functional.interpolate(x, size=pair.content.shape[-2:],
                                                       mode="bilinear", antialias=True)  # fmt: skip
         outs |= {n: pipeline.stylize(m, engine, pair, req) for n, m in models.items()}
+        goals = {}  # the solver's L that f_θ + R is to reach (--refine-to)
+        if ref and a.refine_to:
+            goals = {"solver_at": row["solver"]["total"], "solver_end": ref["history"][-1]["total"]}
         for n, x in outs.items():
             refine = a.refine if n in models else 0
-            row["models"][n] = score(objective, engine, pair, x, ref, refine)
+            row["models"][n] = score(objective, engine, pair, x, ref, refine, a.refine_to, goals)
         rows.append(row)
         shown.append(
             [pair.content, pair.styles[0], *outs.values(), *([ref["image_at"]] if ref else [])]
@@ -211,7 +235,7 @@ def main() -> None:
             summary[n]["latency_s"] = latency(m, engine, a.bench, a.repeats)
     a.out.mkdir(parents=True, exist_ok=True)
     report = {"size": a.size, "pairs": len(rows), "solver_iters": a.iters,
-              "ratio_at": a.ratio_at, "refine": a.refine,
+              "ratio_at": a.ratio_at, "refine": a.refine, "refine_to": a.refine_to,
               "precision": engine.setting, "summary": summary, "rows": rows}  # fmt: skip
     (a.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (a.out / "report.md").write_text(to_markdown(report))
