@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         "daemon",
         "keep one styler process warm for `styler fast` calls",
         "start: a background process with torch and the model loaded, which answers every "
-        "`styler fast` of this user (≈ 0.1 s of overhead instead of ≈ 2 s of start-up) until "
+        "`styler fast` of this user (≈ 0.2 s of overhead instead of ≈ 1.4 s of start-up) until "
         "stop, or until it has been idle for --idle-minutes; status: whether it runs; run: the "
         "same in the foreground.",
         cmd_daemon,
