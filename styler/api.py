@@ -149,7 +149,11 @@ async def create_job(
     up: Images,
     iters: Annotated[
         int | None,
-        Form(ge=0, description=f"solver iterations (default {_SOLVE.iters}, capped by the server)"),
+        Form(
+            ge=0,
+            description=f"solver iterations (default {_SOLVE.iters}, or the server's limit "
+            "if lower; more than the limit is refused)",
+        ),
     ] = None,
     optimizer: Annotated[
         str, Form(description=about(SolveRequest, "optimizer"))

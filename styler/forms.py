@@ -107,7 +107,7 @@ async def _uploads(
         int | None,
         Form(
             description=about(FastRequest, "size") + " (stylize: the content's own, jobs: "
-            f"{SIZE}; capped by the server)"
+            f"{SIZE}, or the server's limit if lower; more than the limit is refused)"
         ),
     ] = None,
     style_scale: Annotated[
