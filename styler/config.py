@@ -73,7 +73,7 @@ class Architecture:
     grow when a run starts from a model (``--init``).
     """
 
-    GROWN = ("skips", "blocks", "experts", "linear")
+    GROWN = ("skips", "blocks", "experts", "linear", "route_content")
 
     encoder: str = field(
         default="vgg",
@@ -106,16 +106,24 @@ class Architecture:
             f"{MAX_LINEAR})"
         ),
     )
+    route_content: bool = field(
+        default=False,
+        **_help(
+            "experts only: their routing reads the content's statistics as well as the "
+            "style's, so the first convolution is mixed per pair"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, not {self.encoder!r}")
         if self.transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {TRANSFORMS}, not {self.transform!r}")
-        if not isinstance(self.skips, bool):  # a model file's; callers catch ValueErrors
-            raise ValueError(  # noqa: TRY004
-                f"skips must be true or false, not {self.skips!r}"
-            )
+        for k in ("skips", "route_content"):  # a model file's; callers catch ValueErrors
+            if not isinstance(getattr(self, k), bool):
+                raise ValueError(  # noqa: TRY004
+                    f"{k} must be true or false, not {getattr(self, k)!r}"
+                )
         if self.skips and self.encoder != "vgg":
             raise ValueError("skips need the vgg encoder (its relu2_1 and relu1_1 features)")
         for k, top in _COUNTS.items():
@@ -123,6 +131,8 @@ class Architecture:
                 raise ValueError(f"{k} must be in 0…{top}, not {getattr(self, k)!r}")
         if self.linear and self.transform != "wct":
             raise ValueError("linear corrects WCT's matrix: it needs the wct transform")
+        if self.route_content and not self.experts:
+            raise ValueError("route_content routes the experts: it needs experts")
 
     @classmethod
     def from_dict(cls, d: dict) -> Architecture:
@@ -136,9 +146,10 @@ class Architecture:
         return asdict(self)
 
     def __str__(self) -> str:
-        """E.g. vgg/wct/skips/3 blocks/8 experts/32 linear."""
+        """E.g. vgg/wct/skips/3 blocks/8 experts/32 linear/route content."""
         counts = "".join(f"/{getattr(self, k)} {k}" for k in _COUNTS if getattr(self, k))
-        return f"{self.encoder}/{self.transform}{'/skips' * self.skips}{counts}"
+        route = "/route content" * self.route_content
+        return f"{self.encoder}/{self.transform}{'/skips' * self.skips}{counts}{route}"
 
 
 ARCHITECTURE = tuple(f.name for f in fields(Architecture))  # its parts, in order

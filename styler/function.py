@@ -152,6 +152,13 @@ def style_vector(code: StyleCode) -> torch.Tensor:
     return torch.cat([c.mean for c in levels] + diag, dim=1)
 
 
+def stats_vector(stats: list[FeatureStats]) -> torch.Tensor:
+    """(B, 2·ΣC): each level's mean and log standard deviation, what a network reads of a
+    content image (in the layout of :func:`style_vector`)."""
+    logstd = [s.cov.diagonal(dim1=1, dim2=2).clamp_min(1e-12).log() / 2 for s in stats]
+    return torch.cat([s.mean for s in stats] + logstd, dim=1)
+
+
 def affine_maps(content: list[FeatureStats], styles: list[StyleCode], weights: list[float],
                 kind: str, alpha: float = 1.0) -> list[tuple[torch.Tensor, ...]]:  # fmt: skip
     """One map per level (E's layer, then each skip): ``kind`` first, AdaIN at the skips."""

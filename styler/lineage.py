@@ -36,7 +36,7 @@ def check_same_architecture(path: Path, old: dict, new: Architecture) -> None:
     ``old``: the run's stored settings, whose parts from before experts or the correction are
     missing (their defaults)."""
     have = Architecture.from_dict({k: v for k, v in old.items() if k in ARCHITECTURE})
-    differ = [f"--{k} {getattr(have, k)} (not {getattr(new, k)})" for k in ARCHITECTURE
+    differ = [f"{_option(k)} {getattr(have, k)} (not {getattr(new, k)})" for k in ARCHITECTURE
               if getattr(have, k) != getattr(new, k)]  # fmt: skip
     if differ:
         raise ValueError(f"{path}: this run trains another network; resume it with "
@@ -46,29 +46,38 @@ def check_same_architecture(path: Path, old: dict, new: Architecture) -> None:
 def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, float]:
     """Load ``cfg.init``'s weights into ``model``; its steps and wall time, to continue them.
 
-    A model may start one with skips, more blocks or experts, or a linear correction (they
-    start at zero), not the reverse; a correction's rank cannot change (its weights would not
-    fit)."""
+    A model may start one with skips, more blocks or experts, a linear correction or the
+    content in its routing (they start at zero), not the reverse; a correction's rank cannot
+    change (its weights would not fit)."""
     src = StyleNet.load(cfg.init, vgg=vgg)
     have, want = src.architecture, cfg.arch
     fixed = [k for k in ARCHITECTURE if k not in Architecture.GROWN]
     if any(getattr(have, k) != getattr(want, k) for k in fixed) \
             or any(getattr(have, k) > getattr(want, k) for k in Architecture.GROWN) \
             or have.linear not in (0, want.linear):  # fmt: skip
-        options = ", ".join("--" + k for k in ARCHITECTURE)
+        options = ", ".join(map(_option, ARCHITECTURE))
         raise ValueError(f"--init {cfg.init}: a {have} model, but this run trains {want} "
                          f"(set {options})")  # fmt: skip
-    model.load_state_dict(_grow_experts(src.trained_state(), model), strict=False)
+    model.load_state_dict(_grow_head(src.trained_state(), model), strict=False)
     done = src.config.get("trained", {})
     return int(done.get("steps", 0)), float(done.get("wall_time_s", 0.0))
 
 
-def _grow_experts(state: dict[str, torch.Tensor], model: StyleNet) -> dict[str, torch.Tensor]:
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _grow_head(state: dict[str, torch.Tensor], model: StyleNet) -> dict[str, torch.Tensor]:
     """``state`` with its experts (rows of the head's tensors) placed first in ``model``'s larger
     head; the new experts' kernels stay zero (the output is unchanged) and their routing rows
-    keep their random start (so their kernels get a gradient)."""
+    keep their random start (so their kernels get a gradient). A routing that gains the content
+    gains zero columns for it (the output is unchanged again)."""
     own = model.trained_state()
     for k, v in state.items():
-        if k.startswith("decoder.head.") and v.shape != own[k].shape:
+        if not k.startswith("decoder.head.") or v.shape == own[k].shape:
+            continue
+        if v.shape[0] != own[k].shape[0]:
             state[k] = torch.cat([v, own[k][v.shape[0] :]])
+        else:
+            state[k] = torch.cat([v, torch.zeros_like(own[k][:, v.shape[1] :])], dim=1)
     return state

@@ -8,8 +8,9 @@
 
 With ``skips`` (vgg only) E also hands D its relu2_1 and relu1_1 features, each mapped by AdaIN
 to the style's moments there: the fine levels L's style term weighs, at no extra encoder cost.
-With ``experts`` D's first convolution is also mixed per style (``net.CondHead``); with
-``linear`` WCT's matrix is corrected per pair by a learned one (``net.LinearCorrection``).
+With ``experts`` D's first convolution is also mixed per style (``net.CondHead``; per pair with
+``route_content``); with ``linear`` WCT's matrix is corrected per pair by a learned one
+(``net.LinearCorrection``).
 
 The image is reflection-padded by ``PAD`` pixels before E and cropped after D, so no convolution
 sees a zero border inside the picture (a frame line otherwise). A model is two files,
@@ -84,6 +85,10 @@ class StyleNet(nn.Module):
         return self.decoder.linear.rank if self.decoder.linear else 0
 
     @property
+    def route_content(self) -> bool:
+        return bool(self.decoder.head and self.decoder.head.content)
+
+    @property
     def int8_parts(self) -> tuple[str, ...]:
         """What runs in int8 when the engine's int8 is on (the blocks only with their scales)."""
         return ("encoder",) * (self.kind == "vgg") + ("blocks",) * bool(self.decoder.int8_scales)
@@ -91,7 +96,7 @@ class StyleNet(nn.Module):
     @property
     def architecture(self) -> Architecture:
         return Architecture(self.kind, self.transform, self.skips, self.blocks, self.experts,
-                            self.linear)  # fmt: skip
+                            self.linear, self.route_content)  # fmt: skip
 
     @classmethod
     def build(cls, arch: Architecture | None = None, seed: int = 0,
@@ -101,7 +106,8 @@ class StyleNet(nn.Module):
         arch = arch or Architecture("lite")
         torch.manual_seed(seed)
         enc = VGGEncoder(vgg, arch.skips) if arch.encoder == "vgg" else LiteEncoder()
-        decoder = Decoder(enc.channels, arch.skips, arch.blocks, arch.experts, arch.linear)
+        decoder = Decoder(enc.channels, arch.skips, arch.blocks, arch.experts, arch.linear,
+                          arch.route_content)  # fmt: skip
         return cls(enc, decoder, arch.transform)
 
     def encode(self, x: torch.Tensor) -> tuple[Features, tuple[int, int]]:
@@ -156,9 +162,9 @@ class StyleNet(nn.Module):
             raise ValueError(f"alpha must be in [0, 1], not {alpha}")
         weights = normalize_weights(style_weights, len(codes))
         tile = None if encoded else tile or auto_tile(content)
-        head = self.decoder.head(codes, weights, alpha) if self.decoder.head else None
         enc = None if tile else encoded or self.encode_content(content)
         stats = enc.stats if enc else self._stats(content, tile)
+        head = self.decoder.head(codes, weights, stats, alpha) if self.decoder.head else None
         if self.decoder.linear:
             codes = [self.decoder.linear(stats[0], c) for c in codes]
         maps = affine_maps(stats, codes, weights, self.transform, alpha)

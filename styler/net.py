@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import quant
-from .function import FeatureStats, StyleCode, exact, fold_affine, style_vector
+from .function import FeatureStats, StyleCode, exact, fold_affine, stats_vector, style_vector
 from .vgg import VGG19
 
 ENCODER_LAYER = (
@@ -101,30 +101,44 @@ class ResBlock(nn.Module):
 class CondHead(nn.Module):
     """The decoder's first convolution conditioned on the style: its kernel plus a mixture of
     ``experts`` kernels weighted by a small network of the style's statistics (CondConv, Yang
-    et al., 2019). Fitted to one pair alone, this convolution takes L most of the way a whole
-    decoder does (``eval/ceiling-parts-512``): it is where per-style capacity pays. Mixing costs
-    one weighted sum of kernels per style, nothing per pixel. The experts start at zero."""
+    et al., 2019), and with ``content`` of the content's too (the mixture is then per pair, as
+    the per-pair fits that motivated it were). Fitted to one pair alone, this convolution takes
+    L most of the way a whole decoder does (``eval/ceiling-parts-512``): it is where per-style
+    capacity pays. Mixing costs one weighted sum of kernels per image, nothing per pixel. The
+    experts and the routing's content inputs start at zero."""
 
     HIDDEN = 256
 
-    def __init__(self, code_channels: int, conv: nn.Conv2d, experts: int) -> None:
+    def __init__(self, code_channels: int, conv: nn.Conv2d, experts: int,
+                 content: bool = False) -> None:  # fmt: skip
         super().__init__()
-        self.route = nn.Sequential(nn.Linear(2 * code_channels, self.HIDDEN), nn.ReLU(),
-                                   nn.Linear(self.HIDDEN, experts))  # fmt: skip
+        self.content = content
+        self.route = nn.Sequential(nn.Linear(2 * code_channels * (1 + content), self.HIDDEN),
+                                   nn.ReLU(), nn.Linear(self.HIDDEN, experts))  # fmt: skip
+        if content:
+            nn.init.zeros_(self.route[0].weight[:, 2 * code_channels :])
         self.shape = conv.weight.shape
         # flat (experts, kernel): 2-D, so channels_last leaves it alone
         self.weight = nn.Parameter(torch.zeros(experts, conv.weight.numel()))
         self.bias = nn.Parameter(torch.zeros(experts, *conv.bias.shape))
 
-    def forward(self, codes: list[StyleCode], weights: list[float], alpha: float = 1.0
-                ) -> Affine:  # fmt: skip
+    def forward(self, codes: list[StyleCode], weights: list[float], content: list[FeatureStats],
+                alpha: float = 1.0) -> Affine:  # fmt: skip
         """The (B, O, I, k, k) kernel and (B, O) bias to add; styles mix as Σ wᵢ aᵢ, ``alpha``
-        scales towards none."""
+        scales towards none. ``content``: the content's statistics per level."""
+        seen = stats_vector(content) if self.content else None
         a = alpha * sum(
-            w * self.route(style_vector(c)) for w, c in zip(weights, codes, strict=True)
+            w * self.route(self._input(style_vector(c), seen))
+            for w, c in zip(weights, codes, strict=True)
         )
         a = a.float()
         return (a @ self.weight).view(-1, *self.shape), a @ self.bias
+
+    @staticmethod
+    def _input(style: torch.Tensor, content: torch.Tensor | None) -> torch.Tensor:
+        if content is None:
+            return style
+        return torch.cat(torch.broadcast_tensors(style, content), dim=1)
 
 
 class LinearCorrection(nn.Module):
@@ -178,7 +192,7 @@ class Decoder(nn.Module):
     SKIP_AT = (3, 8)  # indices into ``net`` where each skip is added (right after an upsampling)
 
     def __init__(self, c_in: int, skips: bool = False, blocks: int = 0, experts: int = 0,
-                 linear: int = 0) -> None:  # fmt: skip
+                 linear: int = 0, route_content: bool = False) -> None:  # fmt: skip
         super().__init__()
         up = lambda: nn.Upsample(scale_factor=2, mode="nearest")
         self.net = nn.Sequential(
@@ -193,7 +207,7 @@ class Decoder(nn.Module):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
         code = c_in + sum(self.SKIP_CHANNELS) * skips
-        self.head = CondHead(code, self.net[0], experts) if experts else None
+        self.head = CondHead(code, self.net[0], experts, route_content) if experts else None
         self.linear = LinearCorrection(c_in, linear) if linear else None
         self.int8_scales: list[quant.BlockScales] | None = None
         self.int8: quant.Int8Blocks | None = None  # built on first use, from int8_scales

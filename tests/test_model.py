@@ -137,7 +137,8 @@ def test_save_writes_fp16_weights_and_a_config_that_names_the_architecture(net, 
     config = json.loads(saved.with_suffix(".json").read_text())
     assert config["format"] == FORMAT and config["format_version"] == FORMAT_VERSION
     assert config["architecture"] == {"encoder": net.kind, "transform": "wct", "skips": net.skips,
-                                      "blocks": 0, "experts": 0, "linear": 0}  # fmt: skip
+                                      "blocks": 0, "experts": 0, "linear": 0,
+                                      "route_content": False}  # fmt: skip
     assert config["note"] == "test"
     tensors = load_file(str(saved))
     assert any(k.startswith("decoder.skips.") for k in tensors) == net.skips
@@ -324,6 +325,34 @@ def test_the_linear_correction_keeps_through_the_file_and_is_per_pair(tmp_path):
     torch.testing.assert_close(back(c, [s], alpha=0.0), plain(c, [s], alpha=0.0))
     back.decoder.linear.up.zero_()
     torch.testing.assert_close(back(c, [s]), plain(c, [s]))
+
+
+@torch.no_grad()
+def test_content_routing_keeps_through_the_file_and_mixes_the_experts_per_pair(tmp_path):
+    """With route_content the experts' mixture depends on the content as well as the style (two
+    contents, one style: two kernels); with the routing's content inputs at zero (its start) it
+    is the style's alone. The part is read back with the architecture; alpha 0 undoes it."""
+    model = tame_net(encoder="vgg", skips=True, experts=3, route_content=True)
+    model.save(tmp_path / "route.safetensors")
+    back = StyleNet.load(tmp_path / "route", vgg=shared_vgg("relu3_1"))
+    assert back.route_content and back.architecture.route_content
+    assert str(back.architecture).endswith("/3 experts/route content")
+    c, s = pattern_tensor(40, 32, 1), pattern_tensor(32, 32, 2)
+    torch.testing.assert_close(back(c, [s]), model(c, [s]), atol=2e-3, rtol=0)
+    plain = vgg_net(skips=True).eval()
+    plain.load_state_dict(back.trained_state(), strict=False)
+    torch.testing.assert_close(back(c, [s], alpha=0.0), plain(c, [s], alpha=0.0))
+    code = back.style_code(s)
+    stats = [back.encode_content(x).stats for x in (c, pattern_tensor(40, 32, 5))]
+
+    def kernels() -> list[torch.Tensor]:
+        return [back.decoder.head([code], [1.0], st)[0] for st in stats]
+
+    mixed = kernels()
+    assert (mixed[0] - mixed[1]).abs().max() > 1e-4
+    first = back.decoder.head.route[0].weight  # the style's inputs, then as many of the content
+    first[:, first.shape[1] // 2 :] = 0
+    torch.testing.assert_close(*kernels())
 
 
 def test_int8_scales_come_with_the_shipped_model_and_never_outlive_its_weights(tmp_path):

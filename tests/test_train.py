@@ -239,6 +239,21 @@ def test_init_adds_a_linear_correction_at_zero_that_learns_faster(tmp_path):
                    shared_vgg("relu3_1"))  # fmt: skip
 
 
+def test_init_adds_the_content_to_the_routing_at_zero_and_never_drops_it(tmp_path):
+    """Experts that gain the content in their routing keep the output (its columns start at
+    zero; the style's are kept); a later --init cannot take it away."""
+    old = tame_net(encoder="vgg", skips=True, experts=2)
+    model = _grown(tmp_path, old, experts=2, route_content=True)
+    first, before = model.decoder.head.route[0].weight, old.decoder.head.route[0].weight
+    assert not first[:, before.shape[1] :].any()
+    torch.testing.assert_close(first[:, : before.shape[1]], before, atol=1e-3, rtol=0)
+    model.save(tmp_path / "route.safetensors")
+    back = run_config(tmp_path, encoder="vgg", skips=True, experts=2, init=str(tmp_path / "route"))
+    with pytest.raises(ValueError, match=r"route content model, but .* \(set .*--route-content"):
+        start_from(vgg_net(skips=True, experts=2), back,
+                   shared_vgg("relu3_1"))  # fmt: skip
+
+
 def test_a_finished_run_calibrates_its_int8_blocks_and_an_unfinished_one_does_not(tmp_path):
     """The exported model carries its blocks' scales once training is done, so it runs them in
     int8 as the shipped model does; a later export (training on) drops them again."""
