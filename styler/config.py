@@ -132,7 +132,7 @@ class Architecture:
         if self.linear and self.transform != "wct":
             raise ValueError("linear corrects WCT's matrix: it needs the wct transform")
         if self.route_content and not self.experts:
-            raise ValueError("route_content routes the experts: it needs experts")
+            raise ValueError("route_content routes the experts: it needs experts (--experts K)")
 
     @classmethod
     def from_dict(cls, d: dict) -> Architecture:

@@ -215,6 +215,13 @@ CORRUPTIONS = {  # case: (corrupt the saved model, the file the message names, w
         ".json",
         "'int8_blocks' is not a list of",
     ),
+    "routing-without-experts": (
+        lambda p: _edit_json(
+            p, architecture={"encoder": "vgg", "transform": "wct", "route_content": True}
+        ),
+        ".safetensors",
+        "needs experts",
+    ),
     "too-many-blocks": (
         lambda p: _edit_json(p, architecture={"encoder": "vgg", "transform": "wct", "blocks": 99}),
         ".safetensors",
