@@ -9,6 +9,7 @@ import torch
 
 from .config import ARCHITECTURE, Architecture, TrainConfig
 from .model import StyleNet
+from .options import flag
 from .vgg import VGG19
 
 CHECKPOINT_KEYS = {"settings", "step", "elapsed_s", "recon"}
@@ -36,7 +37,7 @@ def check_same_architecture(path: Path, old: dict, new: Architecture) -> None:
     ``old``: the run's stored settings, whose parts from before experts or the correction are
     missing (their defaults)."""
     have = Architecture.from_dict({k: v for k, v in old.items() if k in ARCHITECTURE})
-    differ = [f"{_option(k)} {getattr(have, k)} (not {getattr(new, k)})" for k in ARCHITECTURE
+    differ = [f"{flag(k)} {getattr(have, k)} (not {getattr(new, k)})" for k in ARCHITECTURE
               if getattr(have, k) != getattr(new, k)]  # fmt: skip
     if differ:
         raise ValueError(f"{path}: this run trains another network; resume it with "
@@ -55,16 +56,12 @@ def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, floa
     if any(getattr(have, k) != getattr(want, k) for k in fixed) \
             or any(getattr(have, k) > getattr(want, k) for k in Architecture.GROWN) \
             or have.linear not in (0, want.linear):  # fmt: skip
-        options = ", ".join(map(_option, ARCHITECTURE))
+        options = ", ".join(map(flag, ARCHITECTURE))
         raise ValueError(f"--init {cfg.init}: a {have} model, but this run trains {want} "
                          f"(set {options})")  # fmt: skip
     model.load_state_dict(_grow_head(src.trained_state(), model), strict=False)
     done = src.config.get("trained", {})
     return int(done.get("steps", 0)), float(done.get("wall_time_s", 0.0))
-
-
-def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _grow_head(state: dict[str, torch.Tensor], model: StyleNet) -> dict[str, torch.Tensor]:

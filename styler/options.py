@@ -55,6 +55,11 @@ def _shown(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
+def flag(name: str) -> str:
+    """The command-line option of the field ``name``: ``route_content`` → ``--route-content``."""
+    return "--" + name.replace("_", "-")
+
+
 def add_options(p: Any, cls: type, skip: tuple[str, ...] = (), **defaults: Any) -> None:
     """One option per field of the dataclass ``cls``, with the field's default (or ``defaults``)
     and help; a field without a default is a positional argument; a nested dataclass's fields
@@ -84,7 +89,7 @@ def add_options(p: Any, cls: type, skip: tuple[str, ...] = (), **defaults: Any) 
             continue
         if not (default is None or default is False or default == "" or "default" in text):
             kw["help"] = f"{text} (default {_shown(default)})"
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=default, **kw)
+        p.add_argument(flag(f.name), dest=f.name, default=default, **kw)
 
 
 def build(cls: type, a: argparse.Namespace) -> Any:
