@@ -222,6 +222,13 @@ class TrainConfig:
     lr: float = field(default=5e-4, **_help("Adam learning rate of stage 1"))
     style_lr: float = field(default=1e-4, **_help("Adam learning rate of stage 2"))
     lr_decay: float = field(default=2e-4, **_help("lr / (1 + decay · step within the stage)"))
+    warmup: int = field(
+        default=0,
+        **_help(
+            "steps over which a fresh Adam's lr rises linearly to its value (a stage's start, "
+            "or --init; a resumed run keeps its Adam and skips it); 0: off"
+        ),
+    )
     average_from: int = field(
         default=0,
         **_help(
@@ -271,12 +278,12 @@ class TrainConfig:
         for name in ("ckpt_every", "log_every", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("threads", "workers", "eval_pairs", "int8_pairs"):
+        for name in ("threads", "workers", "eval_pairs", "int8_pairs", "warmup"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)}")
 
     def public(self) -> dict:
         """The set-up stored in an exported model: no machine paths or bookkeeping."""
-        keep = ("recon_steps", "batch", "size", "resize", "lr", "style_lr", "lr_decay",
+        keep = ("recon_steps", "batch", "size", "resize", "lr", "style_lr", "lr_decay", "warmup",
                 "average_from", "cache_targets", "precision", "seed")  # fmt: skip
         return {**self.arch.to_dict(), **{k: v for k, v in asdict(self).items() if k in keep}}
