@@ -13,6 +13,8 @@ scales written into the model's JSON file under ``int8_blocks`` (its weights are
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 from pathlib import Path
 
 from styler import images, pipeline, quant
@@ -40,7 +42,7 @@ def main() -> None:
     files = [*contents, *styles]
     cal = quant.calibrate(VGG19(max_layer=ENCODER_LAYER), (images.read(f, a.size) for f in files))
     out = Path(str(quant.calibration_file()))
-    atomic_write(out, quant.to_json(cal).encode())
+    atomic_write(out, (json.dumps(dataclasses.asdict(cal), indent=1) + "\n").encode())
     print(out, cal.scales)
 
 

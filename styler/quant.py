@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 
@@ -110,10 +110,6 @@ def calibrate(vgg: VGG19, images: Iterable[torch.Tensor], samples: int = 200_000
         n += 1
     scales = {LAYERS[i]: round(clip_range(torch.cat(v))[0], 5) for i, v in kept.items()}
     return Calibration(weights_id(), scales, n)
-
-
-def to_json(cal: Calibration) -> str:
-    return json.dumps(asdict(cal), indent=1) + "\n"
 
 
 def calibration_file() -> Traversable:
