@@ -226,7 +226,7 @@ class TrainConfig:
         default=0,
         **_help(
             "steps over which a fresh Adam's lr rises linearly to its value (a stage's start, "
-            "or --init; a resumed run keeps its Adam and skips it); 0: off"
+            "or --init; a run resumed mid-ramp goes on with it); 0: off"
         ),
     )
     average_from: int = field(

@@ -69,17 +69,23 @@ def _stage_of(step: int, cfg: TrainConfig) -> str:
 
 def _optimizer(stage: nn.Module, cfg: TrainConfig, name: str, step: int, state: dict | None):
     """Adam for a stage (resumed from ``state`` if given), its lr decaying with the steps taken
-    within that stage. A fresh Adam ramps its lr up over ``cfg.warmup`` steps: its first steps
-    divide by second moments of few gradients and jolt a trained model (run 16 of the model
-    card: +2 % held-out L after ``--init``)."""
+    within that stage. Adam's lr ramps up over its first ``cfg.warmup`` updates (counted in its
+    state, so a run stopped mid-ramp resumes it): its first steps divide by second moments of
+    few gradients and jolt a trained model (run 16 of the model card: +2 % held-out L after
+    ``--init``)."""
     start = step - (cfg.recon_steps if name == "style" else 0)
     opt = torch.optim.Adam(stage.trainable(cfg.lr if name == "recon" else cfg.style_lr))
-    ramp = 0 if state else cfg.warmup
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min(1.0, (i + 1) / (ramp or 1)) / (1 + cfg.lr_decay * (start + i))
-    )
     if state:
+        lrs = [g["lr"] for g in opt.param_groups]
         opt.load_state_dict(state)
+        for group, lr in zip(opt.param_groups, lrs, strict=True):  # this run's lr, not the saved
+            group.pop("initial_lr", None)
+            group["lr"] = lr
+    taken = int(next(iter(opt.state.values()), {}).get("step", 0))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda i: min(1.0, (taken + i + 1) / max(cfg.warmup, 1)) / (1 + cfg.lr_decay * (start + i)),
+    )
     return opt, sched
 
 

@@ -123,12 +123,13 @@ def test_resume_with_changed_settings_says_so_and_uses_them(tmp_path, capsys):
     assert lrs[2:] == pytest.approx([1e-3, 2e-4])  # not the checkpoint's lr
 
 
-def test_a_fresh_adam_warms_up_and_a_resumed_one_does_not(tmp_path):
-    train(run_config(tmp_path, steps=4, lr=4e-4, style_lr=1e-3, lr_decay=0.0, warmup=4))
-    train(run_config(tmp_path, steps=6, lr=4e-4, style_lr=1e-3, lr_decay=0.0, warmup=4))
+def test_a_fresh_adam_warms_up_and_a_run_stopped_mid_ramp_resumes_it(tmp_path):
+    train(run_config(tmp_path, steps=4, lr=4e-4, style_lr=1e-3, lr_decay=0.0, warmup=8))
+    train(run_config(tmp_path, steps=6, lr=4e-4, style_lr=1e-3, lr_decay=0.0, warmup=8))
     lrs = [float(r["lr"]) for r in read_rows(tmp_path / "run" / "log.csv")]
-    # a step logs the next step's lr; each stage starts a fresh Adam at 1/4 of its lr, 2/4 …
-    assert lrs == pytest.approx([2e-4, 3e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    # a step logs the next step's lr; each stage starts a fresh Adam at 1/8 of its lr, 2/8 …,
+    # and the resumed style stage goes on from its Adam's 2 updates
+    assert lrs == pytest.approx([1e-4, 1.5e-4, 2.5e-4, 3.75e-4, 5e-4, 6.25e-4])
 
 
 def test_a_checkpoint_with_a_setting_since_removed_still_resumes(tmp_path, capsys):
