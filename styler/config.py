@@ -73,7 +73,7 @@ class Architecture:
     grow when a run starts from a model (``--init``).
     """
 
-    GROWN = ("skips", "blocks", "experts", "linear", "route_content")
+    GROWN = ("skips", "blocks", "experts", "linear", "route_content", "blend")
 
     encoder: str = field(
         default="vgg",
@@ -113,13 +113,20 @@ class Architecture:
             "style's, so the first convolution is mixed per pair"
         ),
     )
+    blend: bool = field(
+        default=False,
+        **_help(
+            "the transformed features of each level blended with the content's own, per "
+            "channel, by amounts learned per pair (WCT's content-style α, learned)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, not {self.encoder!r}")
         if self.transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {TRANSFORMS}, not {self.transform!r}")
-        for k in ("skips", "route_content"):  # a model file's; callers catch ValueErrors
+        for k in ("skips", "route_content", "blend"):  # a model file's; callers catch ValueErrors
             if not isinstance(getattr(self, k), bool):
                 raise ValueError(  # noqa: TRY004
                     f"{k} must be true or false, not {getattr(self, k)!r}"
@@ -146,9 +153,9 @@ class Architecture:
         return asdict(self)
 
     def __str__(self) -> str:
-        """E.g. vgg/wct/skips/3 blocks/8 experts/32 linear/route content."""
+        """E.g. vgg/wct/skips/3 blocks/8 experts/32 linear/route content/blend."""
         counts = "".join(f"/{getattr(self, k)} {k}" for k in _COUNTS if getattr(self, k))
-        route = "/route content" * self.route_content
+        route = "/route content" * self.route_content + "/blend" * self.blend
         return f"{self.encoder}/{self.transform}{'/skips' * self.skips}{counts}{route}"
 
 

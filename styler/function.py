@@ -190,6 +190,18 @@ def affine_map(
 
 
 @exact
+def blend_maps(maps: list[tuple[torch.Tensor, ...]],
+               amounts: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """Each level's t = T f + b blended with f per channel, t + k ⊙ (f − t), by amounts k
+    (B, C): still one affine map, (I − diag k) T + diag k and (1 − k) b."""
+    out = []
+    for (t, b), k in zip(maps, amounts, strict=True):
+        keep = 1 - k
+        out.append((keep[:, :, None] * t + torch.diag_embed(k), keep * b))
+    return out
+
+
+@exact
 def fold_affine(
     weight: torch.Tensor, bias: torch.Tensor, t: torch.Tensor, b: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,8 @@ With ``skips`` (vgg only) E also hands D its relu2_1 and relu1_1 features, each 
 to the style's moments there: the fine levels L's style term weighs, at no extra encoder cost.
 With ``experts`` D's first convolution is also mixed per style (``net.CondHead``; per pair with
 ``route_content``); with ``linear`` WCT's matrix is corrected per pair by a learned one
-(``net.LinearCorrection``).
+(``net.LinearCorrection``); with ``blend`` each level keeps a learned share of the content's
+own features, per channel and pair (``net.Blend``).
 
 The image is reflection-padded by ``PAD`` pixels before E and cropped after D, so no convolution
 sees a zero border inside the picture (a frame line otherwise). A model is two files,
@@ -34,6 +35,7 @@ from .function import (
     FeatureStats,
     StyleCode,
     affine_maps,
+    blend_maps,
     keep_colors,
     normalize_weights,
     style_code,
@@ -89,6 +91,10 @@ class StyleNet(nn.Module):
         return bool(self.decoder.head and self.decoder.head.content)
 
     @property
+    def blend(self) -> bool:
+        return self.decoder.blend is not None
+
+    @property
     def int8_parts(self) -> tuple[str, ...]:
         """What runs in int8 when the engine's int8 is on (the blocks only with their scales)."""
         return ("encoder",) * (self.kind == "vgg") + ("blocks",) * bool(self.decoder.int8_scales)
@@ -96,7 +102,7 @@ class StyleNet(nn.Module):
     @property
     def architecture(self) -> Architecture:
         return Architecture(self.kind, self.transform, self.skips, self.blocks, self.experts,
-                            self.linear, self.route_content)  # fmt: skip
+                            self.linear, self.route_content, self.blend)  # fmt: skip
 
     @classmethod
     def build(cls, arch: Architecture | None = None, seed: int = 0,
@@ -107,7 +113,7 @@ class StyleNet(nn.Module):
         torch.manual_seed(seed)
         enc = VGGEncoder(vgg, arch.skips) if arch.encoder == "vgg" else LiteEncoder()
         decoder = Decoder(enc.channels, arch.skips, arch.blocks, arch.experts, arch.linear,
-                          arch.route_content)  # fmt: skip
+                          arch.route_content, arch.blend)  # fmt: skip
         return cls(enc, decoder, arch.transform)
 
     def encode(self, x: torch.Tensor) -> tuple[Features, tuple[int, int]]:
@@ -165,9 +171,12 @@ class StyleNet(nn.Module):
         enc = None if tile else encoded or self.encode_content(content)
         stats = enc.stats if enc else self._stats(content, tile)
         head = self.decoder.head(codes, weights, stats, alpha) if self.decoder.head else None
+        blend = self.decoder.blend(codes, weights, stats) if self.decoder.blend else None
         if self.decoder.linear:
             codes = [self.decoder.linear(stats[0], c) for c in codes]
         maps = affine_maps(stats, codes, weights, self.transform, alpha)
+        if blend:
+            maps = blend_maps(maps, blend)
         if enc:
             out = self.decode(enc.features, enc.hw, maps, head)
         else:

@@ -176,6 +176,35 @@ class LinearCorrection(nn.Module):
         return (small / scale[:, None, None]).flatten(1)
 
 
+class Blend(nn.Module):
+    """How much of the content's own features each level keeps, per channel and per pair: the
+    amounts k of :func:`~styler.function.blend_maps`, t + k ⊙ (f − t), predicted from both
+    statistics. WCT's content–style blend α (Li et al., 2017) is one number a user picks; the
+    solver's per-pair balance of content and style is not. Folded into D with T, it costs
+    nothing per pixel. k starts at zero: a model that gains it continues from its own output."""
+
+    HIDDEN = 256
+
+    def __init__(self, code_channels: int, levels: tuple[int, ...]) -> None:
+        super().__init__()
+        self.levels = levels
+        self.predict = nn.Sequential(nn.Linear(4 * code_channels, self.HIDDEN), nn.ReLU(),
+                                     nn.Linear(self.HIDDEN, sum(levels)))  # fmt: skip
+        nn.init.zeros_(self.predict[2].weight)
+        nn.init.zeros_(self.predict[2].bias)
+
+    @exact
+    def forward(self, codes: list[StyleCode], weights: list[float],
+                content: list[FeatureStats]) -> list[torch.Tensor]:  # fmt: skip
+        """k per level, (B, C) each; styles mix as Σ wᵢ kᵢ."""
+        seen = stats_vector(content)
+        k = sum(
+            w * self.predict(torch.cat(torch.broadcast_tensors(style_vector(c), seen), dim=1))
+            for w, c in zip(weights, codes, strict=True)
+        )
+        return list(k.split(self.levels, dim=1))
+
+
 class Decoder(nn.Module):
     """1/4 resolution → image: nearest upsampling (no checkerboards), most work at 1/4 and 1/2.
 
@@ -185,14 +214,16 @@ class Decoder(nn.Module):
     convolution, at 1/4 resolution (each costs ≈ 15–20 ms at 512² in bf16 here), in int8 within
     :func:`quant.enabled` when the model has scales for them (``int8_scales``, from its file).
     With ``experts``, a :class:`CondHead` adds to the first convolution per style; with
-    ``linear``, a :class:`LinearCorrection` of that rank is kept here for the model to apply.
+    ``linear``, a :class:`LinearCorrection` of that rank and with ``blend`` a :class:`Blend` are
+    kept here for the model to apply.
     """
 
     SKIP_CHANNELS = (128, 64)
     SKIP_AT = (3, 8)  # indices into ``net`` where each skip is added (right after an upsampling)
 
     def __init__(self, c_in: int, skips: bool = False, blocks: int = 0, experts: int = 0,
-                 linear: int = 0, route_content: bool = False) -> None:  # fmt: skip
+                 linear: int = 0, route_content: bool = False,
+                 blend: bool = False) -> None:  # fmt: skip
         super().__init__()
         up = lambda: nn.Upsample(scale_factor=2, mode="nearest")
         self.net = nn.Sequential(
@@ -209,6 +240,8 @@ class Decoder(nn.Module):
         code = c_in + sum(self.SKIP_CHANNELS) * skips
         self.head = CondHead(code, self.net[0], experts, route_content) if experts else None
         self.linear = LinearCorrection(c_in, linear) if linear else None
+        levels = (c_in, *self.SKIP_CHANNELS) if skips else (c_in,)
+        self.blend = Blend(code, levels) if blend else None
         self.int8_scales: list[quant.BlockScales] | None = None
         self.int8: quant.Int8Blocks | None = None  # built on first use, from int8_scales
 

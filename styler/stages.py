@@ -17,7 +17,7 @@ from .targets import TargetCache
 from .tiles import interior
 from .vgg import VGG19
 
-NEW_PARTS = ("head.", "linear.")  # parts a trained decoder may gain: experts, linear correction
+NEW_PARTS = ("head.", "linear.", "blend.")  # parts a trained decoder may gain (experts, …)
 NEW_LR_SCALE = 10.0  # their learning rate over the rest of the decoder's, in stage 2
 
 
@@ -57,7 +57,7 @@ class StyleStage(nn.Module):
         self.cache: TargetCache | None = None
 
     def trainable(self, lr: float) -> list[dict]:
-        """Adam's parameter groups: the decoder at ``lr``, its experts and linear correction
+        """Adam's parameter groups: the decoder at ``lr``, its experts, linear correction and blend
         (new beside a trained decoder, when it gains them) ``NEW_LR_SCALE`` times faster."""
         old: list[nn.Parameter] = []
         new: list[nn.Parameter] = []

@@ -68,17 +68,18 @@ def vgg_net(**parts) -> StyleNet:
 
 
 def tame_net(seed: int = 0, encoder: str = "lite", skips: bool = False, experts: int = 0,
-             linear: int = 0, route_content: bool = False) -> StyleNet:  # fmt: skip
+             linear: int = 0, route_content: bool = False,
+             blend: bool = False) -> StyleNet:  # fmt: skip
     """An untrained f_θ whose output sits mostly inside [0, 1] (≈ 0.5 ± 0.1), so little is clamped.
 
     A freshly initialised decoder outputs values around 0, which the model clamps; that would hide
     differences between styles and make colour checks meaningless. Skips (which start at zero)
-    experts, the routing's content inputs and the linear correction (zero at the start too) get
-    random weights, so that their path shows.
+    experts, the routing's content inputs, the linear correction and the blend (zero at the start
+    too) get random weights, so that their path shows.
     """
     vgg = shared_vgg("relu3_1") if encoder == "vgg" else None
     arch = Architecture(encoder, skips=skips, experts=experts, linear=linear,
-                        route_content=route_content)  # fmt: skip
+                        route_content=route_content, blend=blend)  # fmt: skip
     net = StyleNet.build(arch, seed=seed, vgg=vgg)
     last = net.decoder.net[-1]
     with torch.no_grad():
@@ -89,6 +90,8 @@ def tame_net(seed: int = 0, encoder: str = "lite", skips: bool = False, experts:
             net.decoder.head.route[0].weight.normal_(0, 0.1)
         if net.decoder.linear:
             net.decoder.linear.up.normal_(0, 0.1)
+        if net.decoder.blend:
+            net.decoder.blend.predict[2].weight.normal_(0, 0.01)
         spread = net.decode(*net.encode(pattern_tensor(32, 32, 7))).std()
         last.weight.mul_(0.1 / spread)
         last.bias.fill_(0.5)

@@ -138,7 +138,7 @@ def test_save_writes_fp16_weights_and_a_config_that_names_the_architecture(net, 
     assert config["format"] == FORMAT and config["format_version"] == FORMAT_VERSION
     assert config["architecture"] == {"encoder": net.kind, "transform": "wct", "skips": net.skips,
                                       "blocks": 0, "experts": 0, "linear": 0,
-                                      "route_content": False}  # fmt: skip
+                                      "route_content": False, "blend": False}  # fmt: skip
     assert config["note"] == "test"
     tensors = load_file(str(saved))
     assert any(k.startswith("decoder.skips.") for k in tensors) == net.skips

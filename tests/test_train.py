@@ -196,7 +196,7 @@ def test_init_adds_blocks_that_start_as_the_identity_but_never_drops_them(tmp_pa
                    shared_vgg("relu3_1"))  # fmt: skip
 
 
-def _grown(tmp_path: Path, old: StyleNet, **grow) -> StyleNet:
+def grown(tmp_path: Path, old: StyleNet, **grow) -> StyleNet:
     """A vgg model with skips and the parts ``grow`` names, started (``--init``) from ``old``;
     it must give ``old``'s output."""
     old.save(tmp_path / "old.safetensors")
@@ -212,7 +212,7 @@ def _grown(tmp_path: Path, old: StyleNet, **grow) -> StyleNet:
 def test_init_adds_experts_at_zero_that_learn_faster_and_are_never_dropped(tmp_path):
     """Experts added to a trained model leave its output as it was, train at NEW_LR_SCALE times
     its lr, and are never dropped by a later --init."""
-    model = _grown(tmp_path, tame_net(encoder="vgg", skips=True), experts=2)
+    model = grown(tmp_path, tame_net(encoder="vgg", skips=True), experts=2)
     groups = StyleStage(model, Objective(FAST_LOSS, shared_vgg("relu2_1"))).trainable(1e-5)
     new = set(model.decoder.head.parameters())
     assert [g["lr"] for g in groups] == [1e-5, 1e-5 * NEW_LR_SCALE]
@@ -230,7 +230,7 @@ def test_init_grows_experts_keeping_the_old_ones_and_the_output(tmp_path):
     """A model with 2 experts starts one with 3: the 2 come first, unchanged, so the output is
     the same; the third starts at zero, with a routing row that is not (else it never learns)."""
     small = tame_net(encoder="vgg", skips=True, experts=2)
-    head, old = _grown(tmp_path, small, experts=3).decoder.head, small.decoder.head
+    head, old = grown(tmp_path, small, experts=3).decoder.head, small.decoder.head
     torch.testing.assert_close(head.weight[:2], old.weight, atol=1e-3, rtol=0)  # fp16 file
     assert not head.weight[2].any() and head.route[2].weight[2].abs().sum() > 0
 
@@ -238,7 +238,7 @@ def test_init_grows_experts_keeping_the_old_ones_and_the_output(tmp_path):
 def test_init_adds_a_linear_correction_at_zero_that_learns_faster(tmp_path):
     """A model that gains the linear correction keeps its output and trains the correction at
     NEW_LR_SCALE times its lr; it cannot change the rank of one it has."""
-    model = _grown(tmp_path, tame_net(encoder="vgg", skips=True), linear=4)
+    model = grown(tmp_path, tame_net(encoder="vgg", skips=True), linear=4)
     groups = StyleStage(model, Objective(FAST_LOSS, shared_vgg("relu2_1"))).trainable(1e-5)
     assert set(groups[1]["params"]) == set(model.decoder.linear.parameters())
     model.save(tmp_path / "lin.safetensors")
@@ -252,7 +252,7 @@ def test_init_adds_the_content_to_the_routing_at_zero_and_never_drops_it(tmp_pat
     """Experts that gain the content in their routing keep the output (its columns start at
     zero; the style's are kept); a later --init cannot take it away."""
     old = tame_net(encoder="vgg", skips=True, experts=2)
-    model = _grown(tmp_path, old, experts=2, route_content=True)
+    model = grown(tmp_path, old, experts=2, route_content=True)
     first, before = model.decoder.head.route[0].weight, old.decoder.head.route[0].weight
     assert not first[:, before.shape[1] :].any()
     torch.testing.assert_close(first[:, : before.shape[1]], before, atol=1e-3, rtol=0)
