@@ -47,8 +47,8 @@ def check_same_architecture(path: Path, old: dict, new: Architecture) -> None:
 def start_from(model: StyleNet, cfg: TrainConfig, vgg: VGG19) -> tuple[int, float]:
     """Load ``cfg.init``'s weights into ``model``; its steps and wall time, to continue them.
 
-    A model may start one with skips, more blocks or experts, a linear correction or the
-    content in its routing (they start at zero), not the reverse; a correction's rank cannot
+    A model may start one with skips, more blocks or experts, a linear correction, the content
+    in its routing or the blend (they start at zero), not the reverse; a correction's rank cannot
     change (its weights would not fit)."""
     src = StyleNet.load(cfg.init, vgg=vgg)
     have, want = src.architecture, cfg.arch
