@@ -155,8 +155,8 @@ class Architecture:
     def __str__(self) -> str:
         """E.g. vgg/wct/skips/3 blocks/8 experts/32 linear/route content/blend."""
         counts = "".join(f"/{getattr(self, k)} {k}" for k in _COUNTS if getattr(self, k))
-        route = "/route content" * self.route_content + "/blend" * self.blend
-        return f"{self.encoder}/{self.transform}{'/skips' * self.skips}{counts}{route}"
+        flags = "/route content" * self.route_content + "/blend" * self.blend
+        return f"{self.encoder}/{self.transform}{'/skips' * self.skips}{counts}{flags}"
 
 
 ARCHITECTURE = tuple(f.name for f in fields(Architecture))  # its parts, in order

@@ -98,6 +98,20 @@ class ResBlock(nn.Module):
         return x + self.b(F.relu(self.a(x)))
 
 
+def _per_style(net: nn.Module, codes: list[StyleCode], weights: list[float],
+              content: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """Σ wᵢ net(sᵢ) over the styles' vectors (:func:`style_vector`), each beside the content's
+    (``content``, a :func:`stats_vector`) when given: what reads the pair, mixed as styles mix."""
+
+    def vector(code: StyleCode) -> torch.Tensor:
+        style = style_vector(code)
+        if content is None:
+            return style
+        return torch.cat(torch.broadcast_tensors(style, content), dim=1)
+
+    return sum(w * net(vector(c)) for w, c in zip(weights, codes, strict=True))
+
+
 class CondHead(nn.Module):
     """The decoder's first convolution conditioned on the style: its kernel plus a mixture of
     ``experts`` kernels weighted by a small network of the style's statistics (CondConv, Yang
@@ -127,18 +141,8 @@ class CondHead(nn.Module):
         """The (B, O, I, k, k) kernel and (B, O) bias to add; styles mix as Σ wᵢ aᵢ, ``alpha``
         scales towards none. ``content``: the content's statistics per level."""
         seen = stats_vector(content) if self.content else None
-        a = alpha * sum(
-            w * self.route(self._input(style_vector(c), seen))
-            for w, c in zip(weights, codes, strict=True)
-        )
-        a = a.float()
+        a = (alpha * _per_style(self.route, codes, weights, seen)).float()
         return (a @ self.weight).view(-1, *self.shape), a @ self.bias
-
-    @staticmethod
-    def _input(style: torch.Tensor, content: torch.Tensor | None) -> torch.Tensor:
-        if content is None:
-            return style
-        return torch.cat(torch.broadcast_tensors(style, content), dim=1)
 
 
 class LinearCorrection(nn.Module):
@@ -197,11 +201,7 @@ class Blend(nn.Module):
     def forward(self, codes: list[StyleCode], weights: list[float],
                 content: list[FeatureStats]) -> list[torch.Tensor]:  # fmt: skip
         """k per level, (B, C) each; styles mix as Σ wᵢ kᵢ."""
-        seen = stats_vector(content)
-        k = sum(
-            w * self.predict(torch.cat(torch.broadcast_tensors(style_vector(c), seen), dim=1))
-            for w, c in zip(weights, codes, strict=True)
-        )
+        k = _per_style(self.predict, codes, weights, stats_vector(content))
         return list(k.split(self.levels, dim=1))
 
 
@@ -237,10 +237,10 @@ class Decoder(nn.Module):
         for conv in self.skips or ():
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
-        code = c_in + sum(self.SKIP_CHANNELS) * skips
+        levels = (c_in, *self.SKIP_CHANNELS) if skips else (c_in,)
+        code = sum(levels)  # channels of a style code's levels
         self.head = CondHead(code, self.net[0], experts, route_content) if experts else None
         self.linear = LinearCorrection(c_in, linear) if linear else None
-        levels = (c_in, *self.SKIP_CHANNELS) if skips else (c_in,)
         self.blend = Blend(code, levels) if blend else None
         self.int8_scales: list[quant.BlockScales] | None = None
         self.int8: quant.Int8Blocks | None = None  # built on first use, from int8_scales
